@@ -61,7 +61,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         if sub is not None and isinstance(value, dict):
             value = from_dict(sub, value, f"{where}{key}.")
         elif items is not None and isinstance(value, list):
-            value = [from_dict(items, v, f"{where}{key}[{i}].") if isinstance(v, dict) else v for i, v in enumerate(value)]
+            value = [from_dict(items, v, f"{where}{key}[{i}].") if isinstance(v, dict) else v
+                     for i, v in enumerate(value)]
         kwargs[key] = value
     try:
         return cls(**kwargs)

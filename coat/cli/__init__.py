@@ -13,7 +13,6 @@ from coat.config_io import ConfigError
 
 # name -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("coat.cli.demo", "main", "wrap a tiny model and generate (offline)"),
 }
 
 

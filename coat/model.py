@@ -1,0 +1,303 @@
+"""CoATModel: a Hugging Face audio LM with K continuous thinking positions after every audio span.
+
+    model = coat.wrap(base_model, coat.CoATConfig(num_thinking=16))
+    out = model(**processor_outputs, labels=labels)        # base output + .thinking_states
+    ids = model.generate(**processor_outputs, max_new_tokens=64)
+
+The thinking block is part of the prompt, so it is processed in the one prefill and decoding costs what
+it cost before. ``generate()`` returns sequences in the caller's coordinates: the caller's prompt ids
+followed by the new tokens, no thinking ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+from coat.adapters import Adapter, get_adapter
+from coat.config import CoATConfig
+from coat.thinking import ThinkingBatch, ThinkingEmbedding, audio_span_ends, insert_thinking
+
+CONFIG_NAME = "coat_config.json"
+WEIGHTS_NAME = "coat_model.safetensors"
+# Arguments that would bypass or contradict the insertion: the base model must see our input_ids.
+_REFUSED = {
+    "inputs_embeds": "CoAT inserts thinking ids into input_ids; pass input_ids (Qwen2-Audio, for one, skips "
+    "its audio merge when inputs_embeds is given)",
+    "position_ids": "positions change when thinking ids are inserted; the base model computes them from "
+    "attention_mask, so leave position_ids out",
+}
+
+
+class CoATModel(nn.Module):
+    """A base LALM with a thinking table. Build it with :func:`coat.wrap`.
+
+    Attributes: ``base_model`` (the wrapped module; for Qwen2.5-Omni its Thinker), ``adapter``, ``config``,
+    ``thinking_embedding`` (the :class:`ThinkingEmbedding` installed as the base input embedding; its table
+    is the parameter ``base_model...embed_tokens.thinking``).
+    """
+
+    def __init__(self, base_model: nn.Module, config: CoATConfig, adapter: Adapter | None = None):
+        super().__init__()
+        if not isinstance(config, CoATConfig):
+            raise TypeError(f"config must be a coat.CoATConfig, got {type(config).__name__}")
+        adapter = adapter or get_adapter(base_model)
+        outer_config = base_model.config  # the adapter's ids are read from the config it is registered for
+        base_model = adapter.text_model(base_model)
+        if isinstance(base_model.get_input_embeddings(), ThinkingEmbedding):
+            raise ValueError("this model is already wrapped by CoAT; call .unwrap() on the CoATModel first")
+        self.config = config
+        self.adapter = adapter
+        self.base_model = base_model
+        self.audio_token_id = (config.audio_token_id if config.audio_token_id is not None
+                               else adapter.audio_token_id(outer_config))
+        self.audio_end_token_id = (config.audio_end_token_id if config.audio_end_token_id is not None
+                                   else adapter.audio_end_token_id(outer_config))
+        if config.freeze_base:
+            for param in base_model.parameters():
+                param.requires_grad_(False)
+        base_model.set_input_embeddings(
+            ThinkingEmbedding(base_model.get_input_embeddings(), config.num_thinking, init=config.thinking_init)
+        )
+        layers = adapter.decoder_layers(base_model)
+        try:
+            self._hooked_layer = layers[config.thinking_layer]
+        except IndexError:
+            raise ValueError(
+                f"thinking_layer={config.thinking_layer} is out of range for a model with {len(layers)} decoder layers"
+            ) from None
+        self._captured: torch.Tensor | None = None
+        self._capturing = False
+        self._hook = self._hooked_layer.register_forward_hook(self._capture_hook)
+
+    # ------------------------------------------------------------------ ids and insertion
+    @property
+    def thinking_embedding(self) -> ThinkingEmbedding:
+        """The installed embedding; it lives inside the base model only (one parameter, one name)."""
+        return self.base_model.get_input_embeddings()
+
+    @property
+    def num_thinking(self) -> int:
+        return self.config.num_thinking
+
+    @property
+    def thinking_token_ids(self) -> torch.Tensor:
+        """(K,) the reserved ids ``V .. V+K-1`` (V = base input-embedding size)."""
+        emb = self.thinking_embedding
+        return torch.arange(emb.offset, emb.offset + emb.num_thinking, device=emb.thinking.device)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.thinking_embedding.embedding_dim
+
+    def _pad_token_id(self) -> int:
+        for source in (getattr(self.base_model, "generation_config", None), self.base_model.config,
+                       getattr(self.base_model.config, "text_config", None)):
+            pad = getattr(source, "pad_token_id", None) if source is not None else None
+            if isinstance(pad, int) and pad != self.audio_token_id:
+                return pad
+        return 0 if self.audio_token_id != 0 else 1
+
+    def insert_thinking(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                        labels: torch.Tensor | None = None) -> ThinkingBatch:
+        """Insert the thinking ids after every audio span. Prompts without audio are left unchanged."""
+        if input_ids is None:
+            raise ValueError("CoATModel needs input_ids (the processor's output); inputs_embeds is not supported")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}")
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids "
+                             f"{tuple(input_ids.shape)}")
+        if int(input_ids.max()) >= self.thinking_embedding.offset:
+            raise ValueError("input_ids already contain thinking ids (>= the base vocabulary size); pass the "
+                             "processor's ids, CoAT inserts the thinking block itself")
+        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        ends = audio_span_ends(input_ids, mask, self.audio_token_id, self.audio_end_token_id)
+        return insert_thinking(input_ids, mask, labels, self.thinking_token_ids.to(input_ids.device), ends,
+                               self._pad_token_id())
+
+    # ------------------------------------------------------------------ forward
+    def _capture_hook(self, module, args, output):
+        if self._capturing:
+            self._captured = output[0] if isinstance(output, tuple) else output
+
+    def _check_inputs(self, input_ids, attention_mask, kwargs):
+        for name, why in _REFUSED.items():
+            if kwargs.get(name) is not None:
+                raise ValueError(f"CoATModel does not take {name}: {why}")
+        if self.adapter.check_inputs is not None and input_ids is not None:
+            self.adapter.check_inputs(self.base_model, input_ids, attention_mask, kwargs)
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs):
+        """Run the base model on the inputs with thinking positions inserted.
+
+        Takes what the base forward takes (``input_features``, ``feature_attention_mask``, ...). Returns the
+        base model's output (logits over the expanded sequence, loss if ``labels``) plus:
+        ``thinking_states`` (batch, max_spans * K, hidden): layer ``thinking_layer``'s output at the
+        thinking positions, in order, zero-padded for rows with fewer audio spans;
+        ``thinking_mask`` (batch, max_spans * K) bool; ``coat_attention_mask`` (batch, new_seq).
+        """
+        self._check_inputs(input_ids, attention_mask, kwargs)
+        batch = self.insert_thinking(input_ids, attention_mask, labels)
+        self._captured, self._capturing = None, True
+        try:
+            out = self.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                  labels=batch.labels, **kwargs)
+        finally:
+            self._capturing = False
+        hidden, self._captured = self._captured, None
+        states, states_mask = self._gather_thinking(hidden, batch)
+        out["thinking_states"] = states
+        out["thinking_mask"] = states_mask
+        out["coat_attention_mask"] = batch.attention_mask
+        return out
+
+    def _gather_thinking(self, hidden: torch.Tensor | None, batch: ThinkingBatch):
+        k = self.num_thinking
+        rows = batch.input_ids.shape[0]
+        width = k * int(batch.num_spans.max()) if batch.num_spans.numel() else 0
+        if hidden is None:
+            raise RuntimeError("the thinking layer hook did not fire; is thinking_layer inside the model?")
+        states = hidden.new_zeros((rows, width, hidden.shape[-1]))
+        mask = torch.zeros((rows, width), dtype=torch.bool, device=hidden.device)
+        if width == 0:
+            return states, mask
+        is_think = (batch.input_ids >= self.thinking_embedding.offset).to(hidden.device)
+        r, c = is_think.nonzero(as_tuple=True)
+        rank = (is_think.long().cumsum(1) - 1)[r, c]
+        states = states.index_put((r, rank), hidden[r, c])
+        mask[r, rank] = True
+        return states, mask
+
+    # ------------------------------------------------------------------ generate
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 **kwargs):
+        """The base model's ``generate()`` on the inputs with thinking inserted: one prefill, K longer per span.
+
+        Returns what the base returns, with ``sequences`` in the caller's coordinates: the caller's
+        ``input_ids`` followed by the new tokens, so ``out[:, input_ids.shape[1]:]`` is the answer.
+        """
+        self._check_inputs(input_ids, attention_mask, kwargs)
+        batch = self.insert_thinking(input_ids, attention_mask)
+        kwargs = self._thinking_safe_penalty(kwargs)
+        out = self.base_model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
+        sequences = out if isinstance(out, torch.Tensor) else out.sequences
+        restored = torch.cat([input_ids.to(sequences.device), sequences[:, batch.input_ids.shape[1]:]], dim=1)
+        if isinstance(out, torch.Tensor):
+            return restored
+        out.sequences = restored
+        return out
+
+    def _thinking_safe_penalty(self, kwargs: dict) -> dict:
+        """transformers' repetition penalty gathers logits at every prompt id, and thinking ids lie beyond the
+        vocabulary: replace it by one that skips them (same penalty on every real token)."""
+        gen_config = kwargs.get("generation_config") or getattr(self.base_model, "generation_config", None)
+        penalty = kwargs.get("repetition_penalty", getattr(gen_config, "repetition_penalty", None))
+        if penalty is None or penalty == 1.0 or self.num_thinking == 0:
+            return kwargs
+        kwargs = dict(kwargs, repetition_penalty=1.0)
+        processors = LogitsProcessorList(kwargs.get("logits_processor") or [])
+        processors.append(_RepetitionPenaltyWithoutThinking(float(penalty), self.thinking_embedding.offset))
+        kwargs["logits_processor"] = processors
+        return kwargs
+
+    # ------------------------------------------------------------------ save / load
+    def coat_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what CoAT adds (the base weights are the user's and stay where they are)."""
+        return {"thinking": self.thinking_embedding.thinking.detach().float().cpu().contiguous()}
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write ``coat_config.json`` and ``coat_model.safetensors`` (atomically) into ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            **self.config.to_dict(),
+            "base_model_type": self.base_model.config.model_type,
+            "hidden_size": self.hidden_size,
+            "vocab_offset": self.thinking_embedding.offset,
+        }
+        _atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+        _atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(self.coat_state_dict(), tmp,
+                                                                 metadata={"format": "pt"}))
+
+    @classmethod
+    def from_pretrained(cls, base_model: nn.Module, path: str | os.PathLike, **overrides) -> CoATModel:
+        """Wrap ``base_model`` with the CoAT adapter saved at ``path`` (identical logits to the saved model)."""
+        path = Path(path)
+        if not (path / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"{path} holds no {CONFIG_NAME}; is it a folder written by "
+                                    "CoATModel.save_pretrained?")
+        meta = json.loads((path / CONFIG_NAME).read_text())
+        adapter = get_adapter(base_model)
+        target = adapter.text_model(base_model)
+        if meta.get("base_model_type") != target.config.model_type:
+            raise ValueError(f"the CoAT adapter at {path} was trained on a {meta.get('base_model_type')!r} model, "
+                             f"not on this {target.config.model_type!r} model")
+        hidden = target.get_input_embeddings().embedding_dim
+        if meta.get("hidden_size") != hidden:
+            raise ValueError(f"the CoAT adapter at {path} has hidden size {meta.get('hidden_size')}, this base model "
+                             f"has {hidden}: it belongs to another model size")
+        names = {f.name for f in fields(CoATConfig)}
+        config = CoATConfig(**{**{k: v for k, v in meta.items() if k in names}, **overrides})
+        model = cls(base_model, config, adapter=adapter)
+        model.load_coat_state_dict(load_file(str(path / WEIGHTS_NAME)))
+        return model
+
+    def load_coat_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        table = state["thinking"]
+        if table.shape != self.thinking_embedding.thinking.shape:
+            raise ValueError(f"saved thinking table has shape {tuple(table.shape)}, expected "
+                             f"{tuple(self.thinking_embedding.thinking.shape)}")
+        with torch.no_grad():
+            self.thinking_embedding.thinking.copy_(table)
+
+    def unwrap(self) -> nn.Module:
+        """Remove CoAT from the base model (restores its embedding and hook) and return it."""
+        self._hook.remove()
+        self.base_model.set_input_embeddings(self.thinking_embedding.base)
+        return self.base_model
+
+
+class _RepetitionPenaltyWithoutThinking(RepetitionPenaltyLogitsProcessor):
+    def __init__(self, penalty: float, vocab_offset: int):
+        super().__init__(penalty=penalty)
+        self.vocab_offset = vocab_offset
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        # A thinking id is replaced by the row's first id, which the row penalises anyway.
+        ids = torch.where(input_ids >= min(self.vocab_offset, scores.shape[-1]), input_ids[:, :1], input_ids)
+        return super().__call__(ids, scores)
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def wrap(model: nn.Module, config: CoATConfig | None = None, **kwargs) -> CoATModel:
+    """Give ``model`` (any supported HF audio LM) a block of K thinking positions after its audio tokens.
+
+    ``config`` defaults to ``CoATConfig()``; keyword arguments override its fields, e.g.
+    ``coat.wrap(model, num_thinking=8)``.
+    """
+    if config is None:
+        config = CoATConfig(**kwargs)
+    elif kwargs:
+        config = CoATConfig(**{**config.to_dict(), **kwargs})
+    return CoATModel(model, config)

@@ -1,0 +1,179 @@
+"""Random-weight models of every supported family, built from a config, and inputs in their processors'
+format. Tests use the ``tiny`` sizes (the sizes transformers' own tests use), benchmarks the ``mid`` and
+the released 7B shapes. Nothing here downloads anything.
+
+    model = build_model("qwen2_audio", "tiny")
+    inputs = make_inputs(model, audios_per_prompt=[2, 1], padding_side="left")
+"""
+
+from __future__ import annotations
+
+import torch
+import transformers as tf
+
+FAMILIES = ("qwen2_audio", "qwen2_5_omni_thinker", "audioflamingo3", "voxtral", "musicflamingo")
+
+# Special ids shared by the tiny configs (vocab 110): text ids are drawn from [3, 100).
+PAD, BOS, EOS = 0, 1, 2
+AUDIO, AUDIO_BOS, AUDIO_EOS = 100, 101, 102
+TEXT_ID_RANGE = (3, 100)
+
+_SIZES = {
+    # text: hidden, intermediate, layers, heads, kv heads, vocab ; audio: d_model, layers, heads, ffn, source positions
+    "tiny": dict(text=(32, 64, 2, 4, 2, 110), audio=(16, 2, 4, 32, 16)),
+    "mid": dict(text=(512, 1408, 8, 8, 4, 4096), audio=(256, 4, 4, 1024, 100)),
+}
+
+
+def _text(size: str, family: str) -> dict:
+    hidden, inter, layers, heads, kv, vocab = _SIZES[size]["text"]
+    cfg = dict(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers, num_attention_heads=heads,
+               num_key_value_heads=kv, vocab_size=vocab, max_position_embeddings=2048, pad_token_id=PAD,
+               bos_token_id=BOS, eos_token_id=EOS, tie_word_embeddings=False)
+    if family == "voxtral":
+        cfg.update(model_type="llama", head_dim=hidden // heads)
+    elif family == "qwen2_5_omni_thinker":
+        half = hidden // heads // 2
+        cfg["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0,
+                                  "mrope_section": [half // 4, half // 4, half - 2 * (half // 4)]}
+    else:
+        cfg["model_type"] = "qwen2"
+    return cfg
+
+
+def _audio(size: str) -> dict:
+    d_model, layers, heads, ffn, positions = _SIZES[size]["audio"]
+    return dict(d_model=d_model, encoder_layers=layers, encoder_attention_heads=heads, encoder_ffn_dim=ffn,
+                num_mel_bins=80, max_source_positions=positions)
+
+
+def tiny_config(family: str, size: str = "tiny"):
+    """A config of ``family`` ('tiny': hidden 32, 2 layers, vocab 110; 'mid': hidden 512, 8 layers)."""
+    if family == "qwen2_audio":
+        return tf.Qwen2AudioConfig(audio_config=dict(model_type="qwen2_audio_encoder", **_audio(size)),
+                                   text_config=_text(size, family), audio_token_index=AUDIO,
+                                   audio_eos_token_id=AUDIO_EOS)
+    if family == "audioflamingo3":
+        return tf.AudioFlamingo3Config(audio_config=dict(model_type="audioflamingo3_encoder", **_audio(size)),
+                                       text_config=_text(size, family), audio_token_id=AUDIO)
+    if family == "musicflamingo":
+        return tf.MusicFlamingoConfig(audio_config=dict(model_type="audioflamingo3_encoder", **_audio(size)),
+                                      text_config=_text(size, family), audio_token_id=AUDIO,
+                                      audio_bos_token_id=AUDIO_BOS, audio_eos_token_id=AUDIO_EOS)
+    if family == "voxtral":
+        a = _audio(size)
+        audio = dict(model_type="voxtral_encoder", hidden_size=a["d_model"], num_hidden_layers=a["encoder_layers"],
+                     num_attention_heads=a["encoder_attention_heads"], intermediate_size=4 * a["d_model"],
+                     num_mel_bins=80, max_source_positions=a["max_source_positions"])
+        return tf.VoxtralConfig(audio_config=audio, text_config=_text(size, family), audio_token_id=AUDIO)
+    if family == "qwen2_5_omni_thinker":
+        hidden = _SIZES[size]["text"][0]
+        audio = dict(_audio(size), n_window=4, output_dim=hidden)
+        vision = dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=hidden)
+        return tf.Qwen2_5OmniThinkerConfig(
+            audio_config=audio, vision_config=vision, text_config=_text(size, family), audio_token_index=AUDIO,
+            audio_start_token_id=AUDIO_BOS, audio_end_token_id=AUDIO_EOS, image_token_index=103,
+            video_token_index=104, vision_start_token_id=105, vision_end_token_id=106, pad_token_id=PAD)
+    raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
+
+
+MODEL_CLASSES = {
+    "qwen2_audio": "Qwen2AudioForConditionalGeneration",
+    "audioflamingo3": "AudioFlamingo3ForConditionalGeneration",
+    "voxtral": "VoxtralForConditionalGeneration",
+    "qwen2_5_omni_thinker": "Qwen2_5OmniThinkerForConditionalGeneration",
+    "musicflamingo": "MusicFlamingoForConditionalGeneration",
+}
+
+
+def build_model(family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32):
+    """A randomly initialised model of ``family`` in eval mode."""
+    torch.manual_seed(seed)
+    model = getattr(tf, MODEL_CLASSES[family])(tiny_config(family, size)).to(dtype).eval()
+    model.generation_config.pad_token_id = PAD
+    model.generation_config.eos_token_id = None  # random weights: never stop early, so lengths are fixed
+    return model
+
+
+def _audio_tokens(family: str, config, frames: int) -> int:
+    if family == "voxtral":
+        positions = config.audio_config.max_source_positions
+        return positions * config.audio_config.hidden_size // config.audio_config.intermediate_size
+    conv = (frames - 1) // 2 + 1
+    return (conv - 2) // 2 + 1
+
+
+def _audio_frames(family: str, config) -> int:
+    """Mel frames the processor pads every audio to (Whisper-style fixed window)."""
+    return 2 * config.audio_config.max_source_positions
+
+
+def make_inputs(model, audios_per_prompt=(1,), padding_side: str = "left", text_len: tuple[int, int] = (3, 9),
+                answer_len: int = 0, seed: int = 0, family: str | None = None) -> dict:
+    """Processor-format inputs for ``model``: several prompts, each with ``audios_per_prompt[i]`` audios of
+    random length and random text around them, padded on ``padding_side``.
+
+    With ``answer_len > 0`` the prompts end in an answer and ``labels`` (prompt masked with -100) are added.
+    """
+    family = family or _family_of(model)
+    config = model.config
+    g = torch.Generator().manual_seed(seed)
+    frames = _audio_frames(family, config)
+
+    def text(n):
+        return torch.randint(*TEXT_ID_RANGE, (n,), generator=g).tolist()
+
+    rows, label_rows, features, feat_masks = [], [], [], []
+    for n_audio in audios_per_prompt:
+        ids = [BOS] + text(int(torch.randint(*text_len, (1,), generator=g)))
+        for _ in range(n_audio):
+            length = frames if family == "voxtral" else int(torch.randint(frames // 2, frames + 1, (1,), generator=g))
+            features.append(torch.randn(80, frames, generator=g) * torch.arange(frames).lt(length))
+            feat_masks.append(torch.arange(frames).lt(length).long())
+            n_tok = _audio_tokens(family, config, length)
+            if family in ("qwen2_audio", "qwen2_5_omni_thinker", "musicflamingo"):
+                ids += [AUDIO_BOS] + [AUDIO] * n_tok + [AUDIO_EOS]
+            else:
+                ids += [AUDIO] * n_tok
+            ids += text(int(torch.randint(*text_len, (1,), generator=g)))
+        answer = text(answer_len)
+        label_rows.append([-100] * len(ids) + answer)
+        rows.append(ids + answer)
+
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), PAD)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100)
+    for i, (ids, lab) in enumerate(zip(rows, label_rows)):
+        sl = slice(width - len(ids), width) if padding_side == "left" else slice(0, len(ids))
+        input_ids[i, sl] = torch.tensor(ids)
+        attention_mask[i, sl] = 1
+        labels[i, sl] = torch.tensor(lab)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if features:
+        inputs["input_features"] = torch.stack(features)
+        mask_name = {"qwen2_audio": "feature_attention_mask", "qwen2_5_omni_thinker": "feature_attention_mask",
+                     "audioflamingo3": "input_features_mask", "musicflamingo": "input_features_mask"}.get(family)
+        if mask_name:
+            inputs[mask_name] = torch.stack(feat_masks)
+    if answer_len:
+        inputs["labels"] = labels
+    return inputs
+
+
+def _family_of(model) -> str:
+    model_type = model.config.model_type
+    if model_type not in FAMILIES:
+        raise ValueError(f"make_inputs knows {FAMILIES}, not {model_type!r}")
+    return model_type
+
+
+def build_full_omni(seed: int = 0):
+    """A tiny ``Qwen2_5OmniForConditionalGeneration`` (Thinker only, no talker): text output."""
+    torch.manual_seed(seed)
+    thinker = tiny_config("qwen2_5_omni_thinker").to_dict()
+    config = tf.Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False)
+    model = tf.Qwen2_5OmniForConditionalGeneration(config).eval()
+    model.thinker.generation_config.pad_token_id = PAD
+    model.thinker.generation_config.eos_token_id = None
+    return model
