@@ -24,6 +24,9 @@ from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from coat.adapters import Adapter, get_adapter
 from coat.config import CoATConfig
+from coat.experts.base import TargetSpec
+from coat.heads import ExpertHeads, HeadConfig
+from coat.losses import distillation_losses
 from coat.thinking import ThinkingBatch, ThinkingEmbedding, audio_span_ends, insert_thinking
 
 CONFIG_NAME = "coat_config.json"
@@ -77,6 +80,22 @@ class CoATModel(nn.Module):
         self._captured: torch.Tensor | None = None
         self._capturing = False
         self._hook = self._hooked_layer.register_forward_hook(self._capture_hook)
+        self.heads: ExpertHeads | None = None
+        self.expert_weights: dict[str, float] = {}
+
+    def add_heads(self, specs: list[TargetSpec], head_config: HeadConfig | None = None,
+                  weights: dict[str, float] | None = None) -> ExpertHeads:
+        """Attach one trainable head per expert target (float32, on the thinking table's device).
+
+        ``weights``: target name -> loss weight (missing: 1.0); 0 turns a target off (its head gets no gradient).
+        """
+        heads = ExpertHeads(list(specs), self.hidden_size, head_config)
+        unknown = sorted(set(weights or {}) - set(heads.specs))
+        if unknown:
+            raise ValueError(f"loss weights for unknown target(s) {unknown}; targets: {sorted(heads.specs)}")
+        self.heads = heads.to(self.thinking_embedding.thinking.device)
+        self.expert_weights = {name: float((weights or {}).get(name, 1.0)) for name in heads.specs}
+        return self.heads
 
     # ------------------------------------------------------------------ ids and insertion
     @property
@@ -137,7 +156,7 @@ class CoATModel(nn.Module):
             self.adapter.check_inputs(self.base_model, input_ids, attention_mask, kwargs)
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs):
+                labels: torch.Tensor | None = None, expert_targets: dict | None = None, **kwargs):
         """Run the base model on the inputs with thinking positions inserted.
 
         Takes what the base forward takes (``input_features``, ``feature_attention_mask``, ...). Returns the
@@ -145,6 +164,11 @@ class CoATModel(nn.Module):
         ``thinking_states`` (batch, max_spans * K, hidden): layer ``thinking_layer``'s output at the
         thinking positions, in order, zero-padded for rows with fewer audio spans;
         ``thinking_mask`` (batch, max_spans * K) bool; ``coat_attention_mask`` (batch, new_seq).
+
+        ``expert_targets`` (needs :meth:`add_heads`): target name -> one array ``(frames, dim)`` per audio span
+        of the batch, row by row and in prompt order (``None`` for a span without that target). Then
+        ``loss = text_loss + sum(weight * expert_loss)``, with ``text_loss`` and ``expert_losses`` (a dict)
+        also returned, and ``expert_predictions`` (target name -> (n_spans, F, dim) raw head scores).
         """
         self._check_inputs(input_ids, attention_mask, kwargs)
         batch = self.insert_thinking(input_ids, attention_mask, labels)
@@ -159,7 +183,40 @@ class CoATModel(nn.Module):
         out["thinking_states"] = states
         out["thinking_mask"] = states_mask
         out["coat_attention_mask"] = batch.attention_mask
+        if expert_targets is not None:
+            self._add_expert_losses(out, expert_targets)
         return out
+
+    def span_states(self, thinking_states: torch.Tensor, thinking_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, max_spans * K, hidden) -> (n_spans, K, hidden): one thinking block per audio span, row-major."""
+        k = self.num_thinking
+        rows, width, hidden = thinking_states.shape
+        blocks = thinking_states.reshape(rows * (width // k), k, hidden)
+        return blocks[thinking_mask.reshape(rows * (width // k), k)[:, 0]]
+
+    def _add_expert_losses(self, out, expert_targets: dict) -> None:
+        if self.heads is None:
+            raise ValueError("expert_targets given but the model has no heads; call model.add_heads(specs) first")
+        if self.num_thinking == 0:
+            raise ValueError("expert_targets need thinking positions to read from; num_thinking is 0")
+        blocks = self.span_states(out["thinking_states"], out["thinking_mask"])
+        unknown = sorted(set(expert_targets) - set(self.heads.specs))
+        if unknown:
+            raise ValueError(f"expert_targets has target(s) {unknown} without a head; "
+                             f"heads: {sorted(self.heads.specs)}")
+        for name, clips in expert_targets.items():
+            if len(clips) != blocks.shape[0]:
+                raise ValueError(f"expert_targets[{name!r}] has {len(clips)} entries but the batch has "
+                                 f"{blocks.shape[0]} audio spans (one target per audio span, row by row)")
+        active = [n for n in expert_targets if self.expert_weights.get(n, 1.0) != 0.0]
+        values, masks = self.heads.prepare_targets(expert_targets, device=blocks.device)
+        predictions = self.heads(blocks.float(), names=active) if active else {}
+        aux, per_target = distillation_losses(predictions, values, masks, self.heads.specs, self.expert_weights)
+        text_loss = out.get("loss")
+        out["text_loss"] = text_loss
+        out["expert_losses"] = per_target
+        out["expert_predictions"] = predictions
+        out["loss"] = aux if text_loss is None else text_loss + aux.to(text_loss.dtype)
 
     def _gather_thinking(self, hidden: torch.Tensor | None, batch: ThinkingBatch):
         k = self.num_thinking
@@ -214,7 +271,10 @@ class CoATModel(nn.Module):
     # ------------------------------------------------------------------ save / load
     def coat_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what CoAT adds (the base weights are the user's and stay where they are)."""
-        return {"thinking": self.thinking_embedding.thinking.detach().float().cpu().contiguous()}
+        state = {"thinking": self.thinking_embedding.thinking.detach().float().cpu().contiguous()}
+        if self.heads is not None:
+            state.update({f"heads.{k}": v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()})
+        return state
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write ``coat_config.json`` and ``coat_model.safetensors`` (atomically) into ``path``."""
@@ -226,6 +286,8 @@ class CoATModel(nn.Module):
             "hidden_size": self.hidden_size,
             "vocab_offset": self.thinking_embedding.offset,
         }
+        if self.heads is not None:
+            meta["heads"] = {**self.heads.to_dict(), "weights": self.expert_weights}
         _atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
         _atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(self.coat_state_dict(), tmp,
                                                                  metadata={"format": "pt"}))
@@ -250,6 +312,9 @@ class CoATModel(nn.Module):
         names = {f.name for f in fields(CoATConfig)}
         config = CoATConfig(**{**{k: v for k, v in meta.items() if k in names}, **overrides})
         model = cls(base_model, config, adapter=adapter)
+        if "heads" in meta:
+            heads = ExpertHeads.from_dict(meta["heads"])
+            model.add_heads(list(heads.specs.values()), heads.config, meta["heads"].get("weights"))
         model.load_coat_state_dict(load_file(str(path / WEIGHTS_NAME)))
         return model
 
@@ -260,6 +325,11 @@ class CoATModel(nn.Module):
                              f"{tuple(self.thinking_embedding.thinking.shape)}")
         with torch.no_grad():
             self.thinking_embedding.thinking.copy_(table)
+        head_state = {k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")}
+        if self.heads is not None:
+            self.heads.load_state_dict(head_state)
+        elif head_state:
+            raise ValueError("the saved adapter has head weights but no heads in its config")
 
     def unwrap(self) -> nn.Module:
         """Remove CoAT from the base model (restores its embedding and hook) and return it."""
