@@ -177,3 +177,53 @@ def build_full_omni(seed: int = 0):
     model.thinker.generation_config.pad_token_id = PAD
     model.thinker.generation_config.eos_token_id = None
     return model
+
+
+# A chat template in the Qwen2-Audio format, for the small tokenizer below.
+QWEN2_AUDIO_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'audio' %}<|audio_bos|><|AUDIO|><|audio_eos|>{% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QWEN2_AUDIO_SPECIAL = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|im_start|>", "<|im_end|>")
+
+
+def build_qwen2_audio_processor(words: list[str], chunk_seconds: int = 1):
+    """A real ``Qwen2AudioProcessor`` built offline: a word-level tokenizer over ``words`` with Qwen2-Audio's
+    special tokens, and a Whisper feature extractor padding audio to ``chunk_seconds`` (80 mels, 100 frames/s).
+
+    Pair it with :func:`model_for_processor`, whose audio encoder takes exactly that many frames.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {}
+    for word in ["<pad>", "<unk>", "<|endoftext|>", *words]:
+        vocab.setdefault(word, len(vocab))
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", unk_token="<unk>",
+                                      eos_token="<|endoftext|>", padding_side="left")
+    fast.add_special_tokens({"additional_special_tokens": list(QWEN2_AUDIO_SPECIAL)})
+    extractor = tf.WhisperFeatureExtractor(feature_size=80, sampling_rate=16000, chunk_length=chunk_seconds,
+                                           hop_length=160, n_fft=400)
+    return tf.Qwen2AudioProcessor(feature_extractor=extractor, tokenizer=fast,
+                                  chat_template=QWEN2_AUDIO_CHAT_TEMPLATE)
+
+
+def model_for_processor(processor, size: str = "tiny", seed: int = 0):
+    """A random Qwen2-Audio whose vocabulary, special ids and audio window match ``processor``."""
+    tok = processor.tokenizer
+    config = tiny_config("qwen2_audio", size)
+    config.audio_config.max_source_positions = processor.feature_extractor.nb_max_frames // 2
+    config.text_config.vocab_size = len(tok)
+    config.text_config.pad_token_id = tok.pad_token_id
+    config.text_config.eos_token_id = tok.eos_token_id
+    config.text_config.bos_token_id = None
+    config.audio_token_index = tok.convert_tokens_to_ids("<|AUDIO|>")
+    config.audio_eos_token_id = tok.convert_tokens_to_ids("<|audio_eos|>")
+    torch.manual_seed(seed)
+    model = tf.Qwen2AudioForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = None
+    return model
