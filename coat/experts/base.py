@@ -8,8 +8,9 @@ one array per target and example. Heavy libraries are imported inside ``load()``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ class Expert(ABC):
     def params(self) -> dict[str, Any]:
         """JSON-serialisable parameters that determine the output (checkpoint id, sizes, windows)."""
 
-    def load(self) -> None:
+    def load(self) -> None:  # noqa: B027 (optional hook: weight-free experts have nothing to load)
         """Load weights (lazily, once). Errors name the model source and why it failed."""
 
     @abstractmethod

@@ -1,0 +1,119 @@
+"""Loading an expert's model from a *model source*: a local folder or a Hugging Face hub id.
+
+Every expert that loads weights goes through :func:`load_pretrained`, so a bad source always fails the same
+clear way: the error says whether the source was taken as a local folder or as a hub id, and why loading failed
+(missing folder, no ``config.json``, hub unreachable or offline, or a checkpoint of the wrong model class).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# owner/name or name, as the hub spells repository ids
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class ModelSourceError(RuntimeError):
+    """A model source (local folder or hub id) could not be loaded; the message says how it was read and why."""
+
+
+def source_kind(source: str | os.PathLike) -> str:
+    """``"local folder"`` or ``"hub id"``: how ``source`` is interpreted.
+
+    An existing directory is a local folder. So is anything that looks like a path (absolute, ``./``, ``~``,
+    a Windows drive, or more than one ``/``), even when it does not exist, so that a typo in a path is reported
+    as a missing folder rather than as a failed hub download.
+    """
+    text = os.fspath(source)
+    if os.path.isdir(os.path.expanduser(text)):
+        return "local folder"
+    looks_like_path = text.startswith(("/", "./", "../", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", text)
+    if looks_like_path or text.count("/") > 1 or not _HUB_ID.match(text):
+        return "local folder"
+    return "hub id"
+
+
+def _hub_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # pragma: no cover - huggingface_hub always ships with transformers
+        return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def check_source(source: str | os.PathLike, what: str = "model", required_file: str | None = "config.json") -> str:
+    """Validate a source before loading; returns the string to hand to ``from_pretrained``.
+
+    Raises :class:`ModelSourceError` for a local folder that is missing or lacks ``required_file``.
+    """
+    text = os.fspath(source)
+    if source_kind(text) == "local folder":
+        path = Path(text).expanduser()
+        if not path.is_dir():
+            raise ModelSourceError(
+                f"{what} source {text!r} was treated as a local folder (it looks like a path), "
+                "but that folder does not exist."
+            )
+        if required_file is not None and not (path / required_file).is_file():
+            present = sorted(p.name for p in path.iterdir())[:10]
+            raise ModelSourceError(
+                f"{what} source {text!r} was treated as a local folder, but it has no {required_file} "
+                f"(found: {present or 'nothing'}); save the model there with save_pretrained()."
+            )
+        return str(path)
+    return text
+
+
+def load_pretrained(
+    loader: Callable[..., Any], source: str | os.PathLike, what: str = "model", required_file: str | None = None,
+    **kwargs,
+) -> Any:
+    """``loader(source, **kwargs)`` (a ``from_pretrained``), with failures turned into :class:`ModelSourceError`.
+
+    loader: e.g. ``AutoModelForCTC.from_pretrained`` or ``AutoFeatureExtractor.from_pretrained``.
+    what: what is being loaded, for the message (``"phonetic model"``, ``"feature extractor"``).
+    required_file: a file a local folder must contain (``config.json`` for models); ``None`` to skip the check.
+    """
+    path = check_source(source, what, required_file)
+    kind = source_kind(path)
+    try:
+        return loader(path, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        name = getattr(loader, "__self__", None)
+        name = getattr(name, "__name__", None) or getattr(loader, "__qualname__", str(loader))
+        if isinstance(err, ValueError) and "Unrecognized configuration class" in str(err):
+            why = f"its config is not a model that {name} can load (wrong model class for this expert)"
+        elif kind == "hub id" and _hub_offline():
+            why = "the hub is offline (HF_HUB_OFFLINE is set) and the model is not in the local cache"
+        elif kind == "hub id" and "connect" in str(err).lower():
+            why = "the hub could not be reached (no network?) and the model is not in the local cache"
+        elif kind == "hub id" and "not a valid model identifier" in str(err):
+            why = "no such repository on the hub (a typo, or a private repo without a token)"
+        elif kind == "hub id":
+            why = "it could not be downloaded or found in the local cache"
+        else:
+            why = f"{name} could not load it"
+        how = "a hub id (no local folder of that name exists)" if kind == "hub id" else "a local folder"
+        raise ModelSourceError(
+            f"{what} source {path!r} was treated as {how}; loading with {name} failed: {why}. "
+            f"Original error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        ) from err
+
+
+def check_architecture(config, source: str, what: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse a checkpoint whose saved head is not the kind the expert needs.
+
+    An ``Auto`` class happily loads, say, a sequence classifier as a CTC model with a freshly initialised head,
+    which would turn every target into noise; ``config.architectures`` says what was saved.
+    """
+    saved = list(getattr(config, "architectures", None) or [])
+    if saved and not any(a.endswith(suffixes) for a in saved):
+        raise ModelSourceError(
+            f"{what} source {source!r} was treated as a {source_kind(source)} and holds a {', '.join(saved)} "
+            f"checkpoint: wrong model class for this expert, which needs a *{' or *'.join(suffixes)} model"
+        )

