@@ -13,6 +13,8 @@ from coat.config_io import ConfigError
 
 # name -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "targets": ("coat.cli.targets", "main", "compute expert targets into the target cache (resumable)"),
+    "bench": ("coat.cli.bench", "main", "run a benchmark from benchmarks/: coat bench <subject> [config] [k=v]"),
 }
 
 
