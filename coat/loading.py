@@ -1,0 +1,107 @@
+"""Load a base LALM and its processor from a hub id or a local folder, as every CLI command does.
+
+``ModelConfig`` is the ``model:`` section of the train / eval / analyze configs. ``create_tiny`` builds a
+tiny random Qwen2-Audio with a small tokenizer for the synthetic benchmark's text and saves it to
+``name_or_path`` first (offline tests and the demo); loading then goes through the same
+``from_pretrained`` path as a real checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Checkpoints whose text-output part is a sub-model: load just that (Qwen2.5-Omni's talker needs files and
+# memory that text output never uses).
+_TEXT_OUTPUT_CLASS = {"Qwen2_5OmniForConditionalGeneration": "Qwen2_5OmniThinkerForConditionalGeneration"}
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = field(default="", metadata={"help": "Hub id or local folder of a supported LALM."})
+    dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 | float16"})
+    device_map: str | None = field(default=None, metadata={"help": "Passed to from_pretrained (e.g. 'auto')."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, eager, flash_attention_2"})
+    create_tiny: bool = field(
+        default=False,
+        metadata={"help": "Build a tiny random Qwen2-Audio + processor at name_or_path if it does not exist."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the tiny model's random weights."})
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if not self.name_or_path:
+            raise ValueError("model.name_or_path is required (a hub id or a local folder)")
+
+
+def synth_words() -> list[str]:
+    """Every word of the synthetic benchmark's questions, choices, answers and captions (a fixed list)."""
+    from coat.data.synth import SynthConfig, generate_split
+
+    config = SynthConfig(train_size=240, validation_size=0, test_size=0)
+    words: dict[str, None] = {}
+    for example in generate_split(config, "train"):
+        for text in (example["question"], example["caption"], *example["choices"]):
+            words.update(dict.fromkeys(text.split()))
+    letters = [chr(ord("A") + i) for i in range(8)]
+    extra = [*letters, *(f"{c}." for c in letters), *(f"({c})" for c in letters), "Answer:", "answer", "Choices:",
+             "Options:", "with", "the", "letter", "of", "correct", "option", "is"]
+    words.update(dict.fromkeys(extra))
+    return list(words)
+
+
+def create_tiny_model(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a tiny random Qwen2-Audio and its processor to ``path`` (atomically: a half-written folder never
+    appears under that name)."""
+    from coat import zoo
+
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        processor = zoo.build_qwen2_audio_processor(synth_words(), chunk_seconds=2)
+        processor.save_pretrained(tmp)
+        zoo.model_for_processor(processor, seed=seed).save_pretrained(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_model_and_processor(config: ModelConfig):
+    """(model, processor) from ``config.name_or_path``; errors say whether it was a folder or a hub id."""
+    import transformers
+
+    from coat.experts.loading import source_kind
+
+    if config.create_tiny:
+        create_tiny_model(config.name_or_path, config.seed)
+    where = source_kind(config.name_or_path)
+    try:
+        model_config = transformers.AutoConfig.from_pretrained(config.name_or_path)
+        processor = transformers.AutoProcessor.from_pretrained(config.name_or_path)
+    except (OSError, ValueError) as err:
+        raise OSError(f"could not load a model config and processor from {config.name_or_path!r} "
+                      f"(treated as a {where}): {err}") from err
+    arch = (model_config.architectures or [None])[0]
+    arch = _TEXT_OUTPUT_CLASS.get(arch, arch)
+    cls = getattr(transformers, arch, None) if arch else None
+    if cls is None:
+        raise ValueError(f"{config.name_or_path!r} names no model class transformers knows ({arch!r})")
+    kwargs = {"dtype": DTYPES[config.dtype]}
+    if config.device_map:
+        kwargs["device_map"] = config.device_map
+    if config.attn_implementation:
+        kwargs["attn_implementation"] = config.attn_implementation
+    model = cls.from_pretrained(config.name_or_path, **kwargs)
+    return model, processor
