@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -31,6 +32,8 @@ from coat.thinking import ThinkingBatch, ThinkingEmbedding, audio_span_ends, ins
 
 CONFIG_NAME = "coat_config.json"
 WEIGHTS_NAME = "coat_model.safetensors"
+LORA_DIR = "lora"  # a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)
+LORA_NAME = "adapter_model.safetensors"
 # Arguments that would bypass or contradict the insertion: the base model must see our input_ids.
 _REFUSED = {
     "inputs_embeds": "CoAT inserts thinking ids into input_ids; pass input_ids (Qwen2-Audio, for one, skips "
@@ -82,6 +85,7 @@ class CoATModel(nn.Module):
         self._hook = self._hooked_layer.register_forward_hook(self._capture_hook)
         self.heads: ExpertHeads | None = None
         self.expert_weights: dict[str, float] = {}
+        self.lora_config = None
 
     def add_heads(self, specs: list[TargetSpec], head_config: HeadConfig | None = None,
                   weights: dict[str, float] | None = None) -> ExpertHeads:
@@ -96,6 +100,52 @@ class CoATModel(nn.Module):
         self.heads = heads.to(self.thinking_embedding.thinking.device)
         self.expert_weights = {name: float((weights or {}).get(name, 1.0)) for name in heads.specs}
         return self.heads
+
+    def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05,
+                 target_modules: list[str] | None = None):
+        """Inject PEFT LoRA into the language model's decoder layers (never the audio tower).
+
+        ``target_modules``: module names inside the decoder layers (default: the adapter's, q/k/v/o
+        projections). Returns the ``peft.LoraConfig``. LoRA weights start trainable; the rest keeps its flags.
+        """
+        import peft
+
+        if self.lora_config is not None:
+            raise ValueError("this CoATModel already has LoRA")
+        names = list(target_modules or self.adapter.lora_target_modules)
+        pattern = rf".*language_model\.layers\.\d+\..*\b({'|'.join(map(re.escape, names))})"
+        config = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern)
+        flags = {id(p): p.requires_grad for p in self.parameters()}
+        peft.inject_adapter_in_model(config, self.base_model)
+        self.base_model.train(self.base_model.training)  # new LoRA dropouts start in train mode: match the model
+        for param in self.parameters():  # inject_adapter_in_model freezes everything else: put flags back
+            if id(param) in flags:
+                param.requires_grad_(flags[id(param)])
+        self.lora_config = config
+        return config
+
+    def coat_parameters(self, parts=("thinking", "heads", "lora")) -> list[nn.Parameter]:
+        """The parameters CoAT adds, by part: the thinking table, the expert heads, the LoRA weights."""
+        params = []
+        if "thinking" in parts:
+            params.append(self.thinking_embedding.thinking)
+        if "heads" in parts and self.heads is not None:
+            params += list(self.heads.parameters())
+        if "lora" in parts:
+            params += [p for n, p in self.base_model.named_parameters() if "lora_" in n]
+        return params
+
+    def set_trainable(self, parts) -> None:
+        """Train exactly ``parts`` (of thinking, heads, lora); freeze everything else, the base included."""
+        unknown = sorted(set(parts) - {"thinking", "heads", "lora"})
+        if unknown:
+            raise ValueError(f"unknown trainable part(s) {unknown}; choose from thinking, heads, lora")
+        if "lora" in parts and self.lora_config is None:
+            raise ValueError("'lora' is trainable but the model has no LoRA; call add_lora() first")
+        for param in self.parameters():
+            param.requires_grad_(False)
+        for param in self.coat_parameters(parts):
+            param.requires_grad_(True)
 
     # ------------------------------------------------------------------ ids and insertion
     @property
@@ -291,6 +341,17 @@ class CoATModel(nn.Module):
         _atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
         _atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(self.coat_state_dict(), tmp,
                                                                  metadata={"format": "pt"}))
+        if self.lora_config is not None:
+            import peft
+
+            lora = path / LORA_DIR
+            lora.mkdir(exist_ok=True)
+            state = {k: v.detach().cpu().contiguous() for k, v in peft.get_peft_model_state_dict(
+                self.base_model).items()}
+            _atomic_write(lora / LORA_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+            _atomic_write(lora / "adapter_config.json",
+                          lambda tmp: Path(tmp).write_text(json.dumps(self.lora_config.to_dict(), indent=2,
+                                                                      default=list) + "\n"))
 
     @classmethod
     def from_pretrained(cls, base_model: nn.Module, path: str | os.PathLike, **overrides) -> CoATModel:
@@ -315,8 +376,32 @@ class CoATModel(nn.Module):
         if "heads" in meta:
             heads = ExpertHeads.from_dict(meta["heads"])
             model.add_heads(list(heads.specs.values()), heads.config, meta["heads"].get("weights"))
-        model.load_coat_state_dict(load_file(str(path / WEIGHTS_NAME)))
+        if (path / LORA_DIR / "adapter_config.json").is_file():
+            import peft
+
+            lora = peft.LoraConfig.from_pretrained(str(path / LORA_DIR))
+            peft.inject_adapter_in_model(lora, model.base_model)
+            model.base_model.train(model.base_model.training)
+            model.lora_config = lora
+            model.set_trainable(())  # a loaded adapter is for inference until the caller says otherwise
+        model.load_adapter_weights(path)
         return model
+
+    def load_adapter_weights(self, path: str | os.PathLike) -> None:
+        """Load the weights saved at ``path`` into this model (same structure: thinking, heads, LoRA)."""
+        path = Path(path)
+        self.load_coat_state_dict(load_file(str(path / WEIGHTS_NAME)))
+        lora_file = path / LORA_DIR / LORA_NAME
+        if self.lora_config is not None:
+            if not lora_file.is_file():
+                raise FileNotFoundError(f"{path} has no {LORA_DIR}/{LORA_NAME} but this model has LoRA")
+            import peft
+
+            result = peft.set_peft_model_state_dict(self.base_model, load_file(str(lora_file)))
+            missing = [k for k in result.missing_keys if "lora_" in k]
+            if missing or result.unexpected_keys:
+                raise ValueError(f"LoRA weights at {lora_file} do not match this model: missing {missing[:3]}, "
+                                 f"unexpected {list(result.unexpected_keys)[:3]}")
 
     def load_coat_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         table = state["thinking"]

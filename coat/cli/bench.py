@@ -13,6 +13,9 @@ from pathlib import Path
 
 # subject -> (module file in benchmarks/, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
+    "generation": ("generation.py", "time to first token, decode tok/s, forward calls: base vs CoAT vs multi-pass "
+                   "latent vs text chain of thought"),
+    "training": ("training.py", "step time and peak memory: CoAT training step vs the same LoRA step"),
     "targets": ("targets.py", "expert target extraction: audio seconds per second, batched vs one clip at a time"),
 }
 
