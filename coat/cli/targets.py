@@ -12,25 +12,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any
 
 from coat.config_io import ConfigError, load_config
 from coat.data.sources import SourceConfig
+from coat.experts.base import ExpertConfig
 from coat.experts.cache import AudioChecks
-
-
-@dataclass
-class ExpertConfig:
-    """One expert: a registered name (``coat.experts.available_experts()``) and its constructor parameters."""
-
-    name: str = field(default="", metadata={"help": "registered expert name, e.g. pitch or reconstruction"})
-    params: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments of the expert"})
-
-    def __post_init__(self):
-        if not self.name:
-            raise ValueError("each expert needs a name")
-        if not isinstance(self.params, dict):
-            raise ValueError(f"expert {self.name!r}: params must be a mapping, got {self.params!r}")
 
 
 @dataclass
@@ -65,7 +51,7 @@ class TargetsConfig:
 
 def build_experts(config: TargetsConfig):
     """Import ``config.imports``, then build every configured expert (errors become ConfigError)."""
-    from coat.experts import build_expert
+    from coat.experts import build_experts as build
 
     for module in config.imports:
         try:
@@ -73,7 +59,7 @@ def build_experts(config: TargetsConfig):
         except ImportError as err:
             raise ConfigError(f"imports: cannot import {module!r}: {err}") from err
     try:
-        return [build_expert(e.name, **e.params) for e in config.experts]
+        return build(config.experts)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 

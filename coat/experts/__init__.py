@@ -16,9 +16,11 @@ from coat.experts.base import (
     LOSS_OF_KIND,
     TARGET_KINDS,
     Expert,
+    ExpertConfig,
     TargetSpec,
     available_experts,
     build_expert,
+    build_experts,
     register_expert,
 )
 from coat.experts.cache import TargetCache, compute_targets
@@ -34,6 +36,7 @@ __all__ = [
     "TARGET_KINDS",
     "EmotionExpert",
     "Expert",
+    "ExpertConfig",
     "ModelSourceError",
     "PhoneticExpert",
     "PitchExpert",
@@ -43,6 +46,7 @@ __all__ = [
     "TargetSpec",
     "available_experts",
     "build_expert",
+    "build_experts",
     "compute_targets",
     "distribution_to_hz",
     "load_pretrained",

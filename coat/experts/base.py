@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -149,3 +149,29 @@ def build_expert(name: str, **params) -> Expert:
         return _EXPERTS[name](**params)
     except TypeError as err:
         raise ValueError(f"expert {name!r}: bad parameters {params}: {err}") from err
+
+
+@dataclass
+class ExpertConfig:
+    """One expert in a YAML config: a registered name, its constructor parameters and (for training) its loss
+    weight. Used by ``coat targets`` and ``coat train``."""
+
+    name: str = field(default="", metadata={"help": "registered expert name, e.g. pitch or reconstruction"})
+    params: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments of the expert"})
+    weight: float = field(default=1.0, metadata={"help": "training loss weight of each of its targets (0 = off)"})
+    target_weights: dict[str, float] = field(default_factory=dict,
+                                             metadata={"help": "training: per-target weight overrides"})
+
+    def __post_init__(self):
+        if not self.name:
+            raise ValueError("each expert needs a name")
+        if not isinstance(self.params, dict):
+            raise ValueError(f"expert {self.name!r}: params must be a mapping, got {self.params!r}")
+        if self.weight < 0:
+            raise ValueError(f"expert {self.name!r}: weight must be >= 0, got {self.weight}")
+
+
+def build_experts(configs: list[ExpertConfig | str]) -> list[Expert]:
+    """Build every configured expert (a bare name means default parameters)."""
+    configs = [ExpertConfig(name=c) if isinstance(c, str) else c for c in configs]
+    return [build_expert(c.name, **c.params) for c in configs]

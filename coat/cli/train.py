@@ -1,0 +1,15 @@
+"""``coat train <config.yaml> [key=value ...]``: distillation training (see coat/training.py)."""
+
+from coat.config_io import load_config
+
+
+def main(argv: list[str]) -> int:
+    from coat.training import TrainConfig, run_training
+
+    if not argv or argv[0].startswith("-") or "=" in argv[0]:
+        print("usage: coat train <config.yaml> [key=value ...]   (e.g. coat train configs/tiny.yaml)")
+        return 2
+    config = load_config(TrainConfig, argv[0], argv[1:])
+    result = run_training(config)
+    print(f"adapter saved to {result['adapter']}")
+    return 0

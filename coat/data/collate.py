@@ -1,0 +1,114 @@
+"""From (audio, question, answer) examples to model inputs: the family's processor and chat template, labels
+on the answer only, and each example's cached expert targets.
+
+    dataset = QADataset(source, sampling_rate=16000, caches=[pitch_cache, logmel_cache])
+    collator = CoATCollator(processor)
+    batch = collator([dataset[0], dataset[1]])   # input_ids, attention_mask, input_features, ..., labels,
+                                                  # expert_targets (target name -> one array per example)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from coat.data.prompts import format_answer, format_question, prompt_text, user_messages
+from coat.thinking import IGNORE_INDEX
+
+
+@dataclass
+class QAColumns:
+    """Which metadata fields hold the question, the choices (optional) and the answer."""
+
+    question: str = "question"
+    choices: str | None = "choices"
+    answer: str = "answer"
+    answer_format: str = "text"
+
+
+class QADataset(torch.utils.data.Dataset):
+    """Examples of an :class:`~coat.data.sources.AudioSource` as dicts ``{id, audio, prompt, answer, targets}``.
+
+    ``caches``: :class:`~coat.experts.cache.TargetCache` objects whose targets are attached per example; every
+    example must be in every cache (checked up front: the error names the missing ids).
+    """
+
+    def __init__(self, source, sampling_rate: int, columns: QAColumns | None = None, caches: Sequence = ()):
+        self.source, self.sampling_rate = source, sampling_rate
+        self.columns = columns or QAColumns()
+        self.caches = list(caches)
+        ids = source.ids()
+        for cache in self.caches:
+            cache.require(ids)
+        for i, id_ in enumerate(ids):  # a bad row fails here, naming it, not mid-training
+            meta = source.metadata(i)
+            if meta.get("path") and not Path(meta["path"]).is_file():
+                raise FileNotFoundError(f"example {id_!r}: audio file {meta['path']!r} does not exist")
+            for name in (self.columns.question, self.columns.answer):
+                if meta.get(name) in (None, ""):
+                    raise ValueError(f"example {id_!r} has no {name!r} field; fields: {sorted(meta)}")
+            choices = meta.get(self.columns.choices) if self.columns.choices else None
+            format_answer(str(meta[self.columns.answer]), choices, self.columns.answer_format)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> dict:
+        example = self.source.load(i, self.sampling_rate)
+        meta = example.metadata
+        choices = meta.get(self.columns.choices) if self.columns.choices else None
+        targets = {}
+        for cache in self.caches:
+            targets.update(cache[example.id])
+        return {
+            "id": example.id,
+            "audio": example.audio,
+            "prompt": format_question(str(meta[self.columns.question]), choices),
+            "answer": format_answer(str(meta[self.columns.answer]), choices, self.columns.answer_format),
+            "targets": targets,
+        }
+
+
+class CoATCollator:
+    """Batch examples with the model's own processor; labels are -100 everywhere but on the answer tokens.
+
+    The answer is appended as the chat template closes an assistant turn; its tokens are counted by
+    tokenising that suffix alone, so the template's boundary after the generation prompt must not merge
+    tokens (true of the supported families' templates, which end the prompt in a newline).
+    """
+
+    def __init__(self, processor, sampling_rate: int | None = None):
+        self.processor = processor
+        self.sampling_rate = sampling_rate or processor.feature_extractor.sampling_rate
+        self.tokenizer = processor.tokenizer
+
+    def _suffix(self, prompt: str, answer: str, user_text: str) -> str:
+        full = self.processor.apply_chat_template(
+            user_messages(user_text) + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}],
+            tokenize=False)
+        if full.startswith(prompt):
+            return full[len(prompt):].rstrip()
+        return answer + (self.tokenizer.eos_token or "")
+
+    def __call__(self, examples: list[dict]) -> dict:
+        texts, n_answer = [], []
+        for ex in examples:
+            prompt = prompt_text(self.processor, ex["prompt"])
+            suffix = self._suffix(prompt, ex["answer"], ex["prompt"])
+            texts.append(prompt + suffix)
+            n_answer.append(len(self.tokenizer(suffix, add_special_tokens=False)["input_ids"]))
+        batch = self.processor(text=texts, audio=[ex["audio"] for ex in examples], sampling_rate=self.sampling_rate,
+                               padding=True, return_tensors="pt")
+        batch = dict(batch)
+        mask = batch["attention_mask"]
+        # The answer is the last n valid tokens of each row, whichever side the padding is on.
+        from_end = mask.flip(1).cumsum(1).flip(1)  # valid tokens from here to the row's end
+        answer = mask.bool() & (from_end <= torch.tensor(n_answer)[:, None])
+        batch["labels"] = torch.where(answer, batch["input_ids"], torch.full_like(batch["input_ids"], IGNORE_INDEX))
+        names = sorted({name for ex in examples for name in ex.get("targets", {})})
+        if names:
+            batch["expert_targets"] = {n: [ex["targets"].get(n) for ex in examples] for n in names}
+        return batch

@@ -1,0 +1,322 @@
+"""The distillation training recipe behind ``coat train`` (DESIGN.md, decisions 5 and 6).
+
+One readable file: ``setup`` (data, expert targets, model with thinking table, heads and LoRA), ``train``
+(a schedule of stages, each a ``transformers.Trainer`` run over the parameters it names) and checkpoints
+(the CoAT adapter only: thinking table, heads, LoRA). The text loss and each expert loss are logged.
+
+    coat train configs/tiny.yaml training.output_dir=runs/tiny
+    accelerate launch -m coat train configs/qwen2_audio.yaml
+
+Output layout (``data.synth`` data lives next to the target caches, see :func:`training_source`):
+``<output_dir>/stage-<i>-<name>/checkpoint-*/`` (Trainer checkpoints holding the CoAT
+adapter, optimizer, scheduler and RNG states), ``<output_dir>/stage-<i>-<name>/adapter/`` (the adapter at the
+end of that stage; a stage whose adapter exists is not run again), ``<output_dir>/adapter/`` (the final
+adapter, for ``coat.CoATModel.from_pretrained``), ``<output_dir>/log_history.json`` and the resolved
+``<output_dir>/config.yaml``. Running the same command again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from coat.config import CoATConfig
+from coat.data.collate import CoATCollator, QAColumns, QADataset
+from coat.data.sources import SourceConfig, open_source
+from coat.data.synth import SynthConfig
+from coat.experts.base import ExpertConfig
+from coat.heads import HeadConfig
+from coat.loading import ModelConfig
+
+TRAINABLE_PARTS = ("thinking", "heads", "lora")
+
+
+@dataclass
+class TargetCacheConfig:
+    cache_dir: str = field(default="runs/targets", metadata={"help": "root of the expert target caches"})
+    compute: bool = field(default=False, metadata={"help": "compute missing caches before training (resumable)"})
+    device: str | None = field(default=None, metadata={"help": "where experts run (default: accelerate's)"})
+    batch_seconds: float = field(default=60.0, metadata={"help": "padded audio seconds per extraction batch"})
+
+
+@dataclass
+class DataConfig:
+    train: SourceConfig | None = field(default=None, metadata={"help": "training examples (audio + QA fields)"})
+    synth: SynthConfig | None = field(
+        default=None, metadata={"help": "generate the synthetic benchmark's train split as the training data"})
+    question_column: str = "question"
+    choices_column: str | None = "choices"
+    answer_column: str = "answer"
+    answer_format: str = field(default="text", metadata={"help": "text | letter | letter_text"})
+
+    def __post_init__(self):
+        if (self.train is None) == (self.synth is None):
+            raise ValueError("data needs exactly one of data.train (a source) or data.synth")
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | None = field(
+        default=None, metadata={"help": "module names in the decoder layers (default: the adapter's q/k/v/o)"})
+
+
+@dataclass
+class StageConfig:
+    name: str = "stage"
+    train: list[str] = field(default_factory=lambda: ["thinking", "heads"],
+                             metadata={"help": f"what trains in this stage, of {TRAINABLE_PARTS}"})
+    epochs: float = 1.0
+    max_steps: int = field(default=-1, metadata={"help": "overrides epochs when > 0"})
+    learning_rate: float = 1e-4
+    warmup: float = field(default=0.0, metadata={"help": "warmup steps (int) or a ratio of the stage in [0, 1)"})
+    lr_scheduler: str = "linear"
+
+    def __post_init__(self):
+        unknown = sorted(set(self.train) - set(TRAINABLE_PARTS))
+        if unknown or not self.train:
+            raise ValueError(f"stage {self.name!r}: train must list some of {TRAINABLE_PARTS}, got {self.train}")
+
+
+def _default_stages() -> list[StageConfig]:
+    return [StageConfig("thinking_and_heads", ["thinking", "heads"], learning_rate=1e-3),
+            StageConfig("joint", ["thinking", "heads", "lora"], learning_rate=2e-4)]
+
+
+@dataclass
+class TrainingSettings:
+    output_dir: str = "runs/train"
+    seed: int = 0
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    bf16: bool = False
+    fp16: bool = False
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 2
+    dataloader_num_workers: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    report_to: list[str] = field(default_factory=list, metadata={"help": "e.g. [tensorboard], [wandb]"})
+
+
+@dataclass
+class TrainConfig:
+    """``coat train``'s config; every YAML key maps onto a field here (a typo is an error naming it)."""
+
+    model: ModelConfig | None = None
+    coat: CoATConfig = field(default_factory=CoATConfig)
+    heads: HeadConfig = field(default_factory=HeadConfig)
+    experts: list[ExpertConfig] = field(default_factory=list, metadata={"help": "names or {name, params, weight}"})
+    targets: TargetCacheConfig = field(default_factory=TargetCacheConfig)
+    data: DataConfig | None = None
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    stages: list[StageConfig] = field(default_factory=_default_stages)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+    def __post_init__(self):
+        if self.model is None:
+            raise ValueError("model is required (model.name_or_path: a hub id or a local folder)")
+        if self.data is None:
+            raise ValueError("data is required (data.train: a source, or data.synth)")
+        if not self.stages:
+            raise ValueError("stages must list at least one stage")
+        if any("lora" in s.train for s in self.stages) and self.lora.r <= 0:
+            raise ValueError("a stage trains lora but lora.r is not positive")
+
+
+# ----------------------------------------------------------------------------------------------------- setup
+def training_source(config: TrainConfig):
+    """The training examples. ``data.synth`` is written once as wavs + a JSONL manifest next to the target caches
+    (``<cache_dir>/synth-<hash of its config>/train``), so runs with the same data share the data and its targets."""
+    if config.data.synth is None:
+        return open_source(config.data.train)
+    import hashlib
+
+    from coat.data.synth import generate_split, write_manifest
+
+    digest = hashlib.sha256(json.dumps(asdict(config.data.synth), sort_keys=True, default=list).encode()).hexdigest()
+    folder = Path(config.targets.cache_dir) / f"synth-{digest[:12]}" / "train"
+    manifest = folder / "manifest.jsonl"
+    if not manifest.is_file():
+        write_manifest(generate_split(config.data.synth, "train"), folder)
+    return open_source(SourceConfig(path=str(manifest)))
+
+
+def build_experts(config: TrainConfig):
+    from coat.experts import build_experts as build
+
+    return build(config.experts)
+
+
+def target_caches(config: TrainConfig, source, experts):
+    """Open (after computing them, when ``targets.compute``) the target cache of every expert."""
+    from coat.experts.cache import TargetCache, compute_targets
+
+    if config.targets.compute and experts:
+        compute_targets(source, experts, config.targets.cache_dir, device=config.targets.device,
+                        batch_seconds=config.targets.batch_seconds)
+    caches = []
+    for expert in experts:
+        try:
+            caches.append(TargetCache.open(config.targets.cache_dir, expert=expert, source=source))
+        except (FileNotFoundError, KeyError, ValueError) as err:
+            raise FileNotFoundError(
+                f"no target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "
+                f"({err}). Run `coat targets` first or set targets.compute=true") from err
+    return caches
+
+
+def loss_weights(config: TrainConfig, experts) -> dict[str, float]:
+    weights = {}
+    for entry, expert in zip(config.experts, experts):
+        names = [s.name for s in expert.specs()]
+        unknown = sorted(set(entry.target_weights) - set(names))
+        if unknown:
+            raise ValueError(f"experts[{entry.name}].target_weights names unknown target(s) {unknown}; "
+                             f"its targets: {names}")
+        for name in names:
+            weights[name] = float(entry.target_weights.get(name, entry.weight))
+    return weights
+
+
+def build_model(config: TrainConfig, experts):
+    """(CoATModel with heads and LoRA, processor)."""
+    import coat
+    from coat.loading import load_model_and_processor
+
+    base, processor = load_model_and_processor(config.model)
+    model = coat.wrap(base, config.coat)
+    specs = [spec for expert in experts for spec in expert.specs()]
+    if specs:
+        model.add_heads(specs, config.heads, loss_weights(config, experts))
+    if any("lora" in stage.train for stage in config.stages):
+        model.add_lora(config.lora.r, config.lora.alpha, config.lora.dropout, config.lora.target_modules)
+    if config.training.gradient_checkpointing:
+        model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, processor
+
+
+# ----------------------------------------------------------------------------------------------------- trainer
+def _trainer_class():
+    from transformers import Trainer
+
+    class CoATTrainer(Trainer):
+        """Trainer that logs the text loss and each expert loss, and checkpoints only the CoAT adapter."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.model_accepts_loss_kwargs = False  # losses are batch means; the Trainer scales for accumulation
+            self._sums: dict[str, list] = {}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            outputs = model(**inputs)
+            loss = outputs["loss"]
+            if model.training:
+                parts = {"text_loss": outputs.get("text_loss", loss)}
+                parts.update({f"loss_{k}": v for k, v in (outputs.get("expert_losses") or {}).items()})
+                for key, value in parts.items():
+                    if value is not None:
+                        total = self._sums.setdefault(key, [0.0, 0])
+                        total[0] += float(value.detach())
+                        total[1] += 1
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, start_time=None):
+            if "loss" in logs and self._sums:
+                keys = sorted(self._sums)
+                means = torch.tensor([self._sums[k][0] / max(self._sums[k][1], 1) for k in keys],
+                                     device=self.args.device)
+                means = self.accelerator.reduce(means, reduction="mean")
+                logs.update({k: round(float(v), 6) for k, v in zip(keys, means)})
+                self._sums = {}
+            super().log(logs, start_time)
+
+        def _save(self, output_dir=None, state_dict=None):
+            output_dir = output_dir or self.args.output_dir
+            self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            self.accelerator.unwrap_model(model or self.model).load_adapter_weights(resume_from_checkpoint)
+
+    return CoATTrainer
+
+
+def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path):
+    from transformers import TrainingArguments
+
+    t = config.training
+    return TrainingArguments(
+        output_dir=str(output_dir), seed=t.seed, data_seed=t.seed, per_device_train_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=stage.learning_rate,
+        num_train_epochs=stage.epochs, max_steps=stage.max_steps, warmup_steps=stage.warmup,
+        lr_scheduler_type=stage.lr_scheduler, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
+        bf16=t.bf16, fp16=t.fp16, logging_steps=t.logging_steps, save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit, dataloader_num_workers=t.dataloader_num_workers,
+        report_to=t.report_to, remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
+        ddp_find_unused_parameters=True, use_cpu=not torch.cuda.is_available(), save_only_model=False,
+        disable_tqdm=False,
+    )
+
+
+def _write_json(path: Path, data) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def run_training(config: TrainConfig, callbacks=None) -> dict:
+    """Run every stage (resuming a stopped run) and save the final adapter. Returns a summary dict."""
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(config.training.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(config.training.seed)
+    source = training_source(config)
+    experts = build_experts(config)
+    caches = target_caches(config, source, experts)
+    model, processor = build_model(config, experts)
+    sampling_rate = processor.feature_extractor.sampling_rate
+    columns = QAColumns(config.data.question_column, config.data.choices_column, config.data.answer_column,
+                        config.data.answer_format)
+    dataset = QADataset(source, sampling_rate, columns, caches)
+    collator = CoATCollator(processor, sampling_rate)
+    (out / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+
+    trainer_cls = _trainer_class()
+    history = []
+    for index, stage in enumerate(config.stages):
+        stage_dir = out / f"stage-{index}-{stage.name}"
+        done = stage_dir / "adapter" / "coat_config.json"
+        if done.is_file():  # finished before: take its weights and go on
+            model.load_adapter_weights(stage_dir / "adapter")
+            history += json.loads((stage_dir / "log_history.json").read_text())
+            continue
+        model.set_trainable(stage.train)
+        set_seed(config.training.seed + index)
+        trainer = trainer_cls(model=model, args=_training_args(config, stage, stage_dir), train_dataset=dataset,
+                              data_collator=collator, callbacks=callbacks)
+        last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
+        trainer.train(resume_from_checkpoint=last)
+        logs = [dict(entry, stage=stage.name) for entry in trainer.state.log_history]
+        if trainer.is_world_process_zero():
+            _write_json(stage_dir / "log_history.json", logs)
+            model.save_pretrained(stage_dir / "adapter")
+        trainer.accelerator.wait_for_everyone()
+        history += logs
+    if int(os.environ.get("RANK", "0")) == 0:
+        model.save_pretrained(out / "adapter")
+        _write_json(out / "log_history.json", history)
+    return {"output_dir": str(out), "adapter": str(out / "adapter"), "log_history": history, "model": model,
+            "processor": processor, "dataset": dataset, "collator": collator}

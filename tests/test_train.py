@@ -1,0 +1,144 @@
+"""coat train: the tiny config end to end, resume, the pause-style baseline, configs and bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+import coat
+from coat.config_io import ConfigError, load_config
+from coat.experts.cache import MissingTargetsError
+from coat.loading import ModelConfig, load_model_and_processor
+from coat.training import TrainConfig, run_training
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "configs" / "tiny.yaml"
+
+
+def _config(tmp, *overrides):
+    return load_config(TrainConfig, TINY, [f"model.name_or_path={tmp}/model", f"targets.cache_dir={tmp}/targets",
+                                           f"training.output_dir={tmp}/train", *overrides])
+
+
+def _curve(history, key, stage=None):
+    return [e[key] for e in history if key in e and (stage is None or e["stage"] == stage)]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny")
+    return tmp, run_training(_config(tmp))
+
+
+def test_tiny_config_losses_fall_and_the_adapter_reloads(tiny_run):
+    tmp, result = tiny_run
+    history = result["log_history"]
+    for key in ("loss_pitch", "loss_voicing", "loss_logmel"):
+        curve = _curve(history, key)
+        assert curve[-1] < curve[0], (key, curve)
+    text = _curve(history, "text_loss", "joint")
+    assert text[-1] < text[0], text
+
+    model = result["model"].eval()
+    batch = result["collator"]([result["dataset"][i] for i in range(3)])
+    targets = batch.pop("expert_targets")
+    with torch.no_grad():
+        expected = model(**batch, expert_targets=targets)
+    base, _ = load_model_and_processor(ModelConfig(name_or_path=str(tmp / "model")))
+    reloaded = coat.CoATModel.from_pretrained(base, result["adapter"]).eval()
+    assert sorted(p.name for p in Path(result["adapter"]).iterdir()) == ["coat_config.json",
+                                                                           "coat_model.safetensors", "lora"]
+    with torch.no_grad():
+        got = reloaded(**batch, expert_targets=targets)
+    assert torch.equal(got.logits, expected.logits)
+    assert torch.equal(got.loss, expected.loss)
+
+
+class _Interrupt(TrainerCallback):
+    def __init__(self, stage_dir_name, step):
+        self.stage_dir_name, self.step = stage_dir_name, step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if Path(args.output_dir).name == self.stage_dir_name and state.global_step == self.step:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    stages = ("stages=[{name: thinking_and_heads, train: [thinking, heads], max_steps: 4, learning_rate: 0.01},"
+              " {name: joint, train: [thinking, heads, lora], max_steps: 8, learning_rate: 0.01}]")
+    common = ["experts=[{name: reconstruction, weight: 0.1}]", stages, "training.save_steps=3"]
+    straight = run_training(_config(tmp_path / "a", *common))
+    with pytest.raises(KeyboardInterrupt):
+        run_training(_config(tmp_path / "b", *common), callbacks=[_Interrupt("stage-1-joint", 5)])
+    stage = tmp_path / "b" / "train" / "stage-1-joint"
+    assert (stage / "checkpoint-3").is_dir() and not (stage / "adapter").exists()
+    resumed = run_training(_config(tmp_path / "b", *common))
+    a = straight["model"].coat_state_dict()
+    b = resumed["model"].coat_state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    lora_a = {n: p for n, p in straight["model"].named_parameters() if "lora_" in n}
+    lora_b = {n: p for n, p in resumed["model"].named_parameters() if "lora_" in n}
+    assert all(torch.allclose(lora_a[n], lora_b[n], atol=1e-6) for n in lora_a)
+    assert _curve(straight["log_history"], "text_loss")[-1] == pytest.approx(
+        _curve(resumed["log_history"], "text_loss")[-1], abs=1e-5)
+
+
+class _Snapshot(TrainerCallback):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.heads = {k: v.clone() for k, v in model.heads.state_dict().items()}
+        self.thinking = model.thinking_embedding.thinking.detach().clone()
+
+
+def test_zero_expert_weights_train_a_pause_style_block_and_leave_heads_alone(tmp_path):
+    stages = "stages=[{name: joint, train: [thinking, heads, lora], max_steps: 3, learning_rate: 0.01}]"
+    config = _config(tmp_path, "experts=[{name: reconstruction, weight: 0.0}]", stages)
+    snapshot = _Snapshot()
+    result = run_training(config, callbacks=[snapshot])
+    history = result["log_history"]
+    assert not any(k.startswith("loss_") for e in history for k in e)
+    assert _curve(history, "text_loss")
+    heads_after = result["model"].heads.state_dict()
+    for name, value in snapshot.heads.items():
+        assert torch.equal(heads_after[name], value), name  # no gradient ever reached them
+    assert not torch.equal(result["model"].thinking_embedding.thinking, snapshot.thinking)
+
+
+def test_a_cache_missing_examples_is_an_error_naming_them(tiny_run, tmp_path):
+    tmp, _ = tiny_run
+    # same caches, more training examples than were extracted
+    config = _config(tmp, "data.synth.train_size=52", "targets.compute=false", f"training.output_dir={tmp_path}")
+    with pytest.raises(FileNotFoundError, match="no target cache of expert 'pitch'"):
+        run_training(config)
+
+
+def test_missing_ids_in_a_cache_are_named(tiny_run):
+    tmp, result = tiny_run
+    cache = result["dataset"].caches[0]
+    with pytest.raises(MissingTargetsError, match="not-there"):
+        cache.require(["not-there", *cache.ids()[:2]])
+
+
+def test_a_row_without_audio_is_an_error_naming_it(tmp_path):
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text(json.dumps({"id": "ex1", "audio": "missing.wav", "question": "q", "answer": "a"}) + "\n")
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]")
+    with pytest.raises(FileNotFoundError, match="example 'ex1': audio file"):
+        run_training(config)
+    manifest.write_text(json.dumps({"id": "ex2", "question": "q", "answer": "a"}) + "\n")
+    with pytest.raises(ValueError, match="needs an 'audio' field"):
+        run_training(config)
+
+
+def test_config_typo_is_an_error_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="training.per_device_batch_sise"):
+        _config(tmp_path, "training.per_device_batch_sise=4")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.read_text().replace("num_frames:", "num_frame:"))
+    with pytest.raises(ConfigError, match="heads.num_frame"):
+        load_config(TrainConfig, bad)
+    with pytest.raises(ConfigError, match="stage 'x'"):
+        _config(tmp_path, "stages=[{name: x, train: [everything]}]")
