@@ -13,8 +13,11 @@ from coat.config_io import ConfigError
 
 # name -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("coat.cli.train", "main", "distillation training: thinking table, expert heads, LoRA"),
     "targets": ("coat.cli.targets", "main", "compute expert targets into the target cache (resumable)"),
+    "analyze": ("coat.cli.analyze", "main", "attention shares and linear probes: CoAT adapters vs the base"),
     "bench": ("coat.cli.bench", "main", "run a benchmark from benchmarks/: coat bench <subject> [config] [k=v]"),
+    "eval": ("coat.cli.eval", "main", "evaluate a base model and CoAT adapters side by side on a task suite"),
 }
 
 

@@ -1,0 +1,163 @@
+"""``coat analyze``: the real CLI on a tiny Qwen2-Audio and synthetic audio, attention shares recomputed by hand,
+probes on features whose labels are (or are not) linearly decodable, and config errors that name the problem."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+import coat
+from coat.analysis import AnalyzeConfig, ProbeTask, hz_to_pitch_class, probe_accuracy, resolve_labels, run_analysis
+from coat.cli import main
+from coat.config_io import ConfigError, load_config
+from coat.data.prompts import format_question, prompt_text
+from coat.data.synth import SynthConfig, generate_split
+from coat.loading import create_tiny_model
+
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "analyze_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return create_tiny_model(tmp_path_factory.mktemp("analyze") / "tiny")
+
+
+def test_cli_writes_plots_and_json(tiny, tmp_path):
+    out = tmp_path / "out"
+    rc = main(["analyze", str(CONFIG), f"output_dir={out}", f"model.name_or_path={tiny}",
+               "data.synth.test_size=12", "progress=false"])
+    assert rc == 0
+    for name in ("attention_share.png", "probes.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import json
+
+    results = json.loads((out / "analysis.json").read_text())
+    assert results["n_examples"] == 12 and results["answers"] == "reference" and results["num_layers"] == 2
+    shares = results["attention_share"]
+    assert set(shares) == {"base", "coat_k4"} and set(shares["coat_k4"]) == {"thinking", "audio"}
+    for series in (shares["base"]["audio"], shares["coat_k4"]["audio"], shares["coat_k4"]["thinking"]):
+        assert len(series) == 2 and all(0.0 <= s <= 1.0 for s in series)
+    category = results["probes"]["category"]
+    assert category["n_examples"] == 12 and category["n_train"] + category["n_test"] == 12
+    assert 0.0 <= category["thinking"]["coat_k4"]["accuracy"] <= 1.0 and 0.0 <= category["chance"] <= 1.0
+    assert category["thinking"]["coat_k4"]["layer"] == 1 and set(category["base"]) == {"1"}
+
+
+def _layer_shares(attentions, queries, keys):
+    return [float(a[0][:, queries][:, :, keys].sum(-1).mean()) for a in attentions]
+
+
+def test_attention_share_equals_recomputation(tiny, tmp_path):
+    """One example, an adapter saved to disk (K=3, thinking from layer 0): every share recomputed by hand."""
+    processor = tf.AutoProcessor.from_pretrained(tiny)
+    base = tf.Qwen2AudioForConditionalGeneration.from_pretrained(tiny, attn_implementation="eager").eval()
+    vocab = base.get_input_embeddings().num_embeddings  # thinking ids are vocab .. vocab + K - 1
+    torch.manual_seed(1)
+    model = coat.wrap(base, num_thinking=3, thinking_layer=0)
+    model.save_pretrained(tmp_path / "adapter")
+
+    overrides = [f"model.name_or_path={tiny}", f"output_dir={tmp_path / 'out'}", "max_examples=1", "progress=false",
+                 f"adapters=[{{name: saved, path: {tmp_path / 'adapter'}}}]", "probes=[]"]
+    results = run_analysis(load_config(AnalyzeConfig, CONFIG, overrides))
+
+    example = generate_split(SynthConfig(train_size=0, validation_size=0, test_size=36), "test")[0]
+    prompt = prompt_text(processor, format_question(example["question"], example["choices"]))
+    kwargs = {"audio": [example["audio"]], "sampling_rate": 16000, "return_tensors": "pt"}
+    n_prompt = processor(text=[prompt], **kwargs)["input_ids"].shape[1]
+    inputs = processor(text=[prompt + example["answer"]], **kwargs)
+    n_answer = inputs["input_ids"].shape[1] - n_prompt
+    assert results["n_answer_tokens"] == n_answer >= 1
+
+    with torch.no_grad():
+        out = model(**inputs, output_attentions=True)
+        expanded = model.insert_thinking(inputs["input_ids"]).input_ids[0]
+        seq = len(expanded)
+        assert seq == inputs["input_ids"].shape[1] + 3
+        queries = torch.arange(seq - n_answer - 1, seq - 1)  # the positions that predict the answer tokens
+        thinking = expanded >= vocab
+        assert int(thinking.sum()) == 3
+        audio = expanded == base.config.audio_token_index
+        coat_thinking = _layer_shares(out.attentions, queries, thinking)
+        coat_audio = _layer_shares(out.attentions, queries, audio)
+        model.unwrap()
+        plain = base(**inputs, output_attentions=True)
+        ids = inputs["input_ids"][0]
+        base_audio = _layer_shares(plain.attentions, torch.arange(len(ids) - n_answer - 1, len(ids) - 1),
+                                   ids == base.config.audio_token_index)
+
+    shares = results["attention_share"]
+    np.testing.assert_allclose(shares["saved"]["thinking"], coat_thinking, atol=1e-5)
+    np.testing.assert_allclose(shares["saved"]["audio"], coat_audio, atol=1e-5)
+    np.testing.assert_allclose(shares["base"]["audio"], base_audio, atol=1e-5)
+    assert all(0.0 < s < 1.0 for s in coat_thinking + coat_audio + base_audio)
+
+    # no reference answer: the base model's greedy continuation is the answer every model is scored on
+    generated = run_analysis(load_config(AnalyzeConfig, CONFIG, overrides + ["data.answer_column=null",
+                                                                             "generate_tokens=3"]))
+    assert generated["answers"] == "generated by base" and generated["n_answer_tokens"] == 3
+
+
+def _decodable(n=400, classes=4, dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    means = rng.standard_normal((classes, dim)) * 3
+    features = means[labels] + rng.standard_normal((n, dim))
+    return torch.tensor(features, dtype=torch.float32), labels, rng
+
+
+def test_probe_decodes_linear_labels_and_not_shuffled_ones():
+    from coat.analysis import split_indices
+
+    features, labels, rng = _decodable()
+    train, test = split_indices(len(labels), 0.7, seed=0)
+    assert len(set(train) | set(test)) == len(labels) and not set(train) & set(test)
+    decodable = probe_accuracy(features, labels, train, test)
+    assert decodable["accuracy"] >= 0.97
+    assert 0.15 < decodable["chance"] < 0.4  # four balanced classes
+    shuffled = probe_accuracy(features, rng.permutation(labels), train, test)
+    assert abs(shuffled["accuracy"] - shuffled["chance"]) < 0.15
+    # string classes work the same
+    named = probe_accuracy(features, np.array([f"class {v}" for v in labels], dtype=object), train, test)
+    assert named["accuracy"] == decodable["accuracy"]
+
+
+def test_bad_config_key_is_an_error_naming_it(tiny, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="adapterz"):
+        load_config(AnalyzeConfig, CONFIG, ["adapterz=[]"])
+    with pytest.raises(ConfigError, match=r"probes\[0\]\.colum"):
+        load_config(AnalyzeConfig, CONFIG, ["probes=[{name: x, colum: f0_hz}]"])
+    assert main(["analyze", str(CONFIG), "data.synth.tset_size=3", f"output_dir={tmp_path}"]) == 2
+    assert "data.synth.tset_size" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="exactly one label source"):
+        load_config(AnalyzeConfig, CONFIG, ["probes=[{name: x}]"])
+
+
+def test_missing_label_source_is_a_clear_error_before_any_model_runs(tmp_path):
+    never = tmp_path / "never-built"
+    common = [f"model.name_or_path={never}", f"output_dir={tmp_path / 'out'}", "progress=false"]
+    config = load_config(AnalyzeConfig, CONFIG, common + ["probes=[{name: mood, metadata: emotion_label}]"])
+    with pytest.raises(ConfigError, match="probe 'mood'.*'emotion_label'"):
+        run_analysis(config)
+    config = load_config(AnalyzeConfig, CONFIG, common + ["probes=[{name: emotion, cache: emotion}]",
+                                                         f"cache_dir={tmp_path / 'no-cache'}"])
+    with pytest.raises(ConfigError, match="probe 'emotion'.*cache 'emotion' not found"):
+        run_analysis(config)
+    assert not never.exists()  # labels are resolved before the model is loaded
+
+
+def test_pitch_class_labels_from_a_real_crepe_cache_match_the_synth_f0(tmp_path):
+    from coat.data.sources import ExampleListSource
+    from coat.experts import build_expert
+    from coat.experts.cache import compute_targets
+
+    examples = generate_split(SynthConfig(train_size=0, validation_size=0, test_size=4, categories=("note",)), "test")
+    source = ExampleListSource(examples)
+    compute_targets(source, [build_expert("pitch", model="tiny")], tmp_path, progress=False)
+    ids, meta = source.ids(), [source.metadata(i) for i in range(len(source))]
+    from_cache = resolve_labels(ProbeTask(name="pitch", cache="pitch"), ids, meta, str(tmp_path))
+    from_meta = resolve_labels(ProbeTask(name="pitch", metadata="f0_hz"), ids, meta, str(tmp_path))
+    assert from_cache == from_meta == [hz_to_pitch_class(e["f0_hz"]) for e in examples]
+    with pytest.raises(ConfigError, match="no target 'pich'"):
+        resolve_labels(ProbeTask(name="p", cache="pitch", target="pich"), ids, meta, str(tmp_path))
