@@ -11,12 +11,14 @@ followed by the new tokens, no thinking ids.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import tempfile
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -230,9 +232,8 @@ class CoATModel(nn.Module):
             self._capturing = False
         hidden, self._captured = self._captured, None
         states, states_mask = self._gather_thinking(hidden, batch)
-        out["thinking_states"] = states
-        out["thinking_mask"] = states_mask
-        out["coat_attention_mask"] = batch.attention_mask
+        out = coat_output_class(type(out))(**out, thinking_states=states, thinking_mask=states_mask,
+                                           coat_attention_mask=batch.attention_mask)
         if expert_targets is not None:
             self._add_expert_losses(out, expert_targets)
         return out
@@ -432,6 +433,19 @@ class _RepetitionPenaltyWithoutThinking(RepetitionPenaltyLogitsProcessor):
         # A thinking id is replaced by the row's first id, which the row penalises anyway.
         ids = torch.where(input_ids >= min(self.vocab_offset, scores.shape[-1]), input_ids[:, :1], input_ids)
         return super().__call__(ids, scores)
+
+
+_COAT_FIELDS = ("thinking_states", "thinking_mask", "coat_attention_mask", "text_loss", "expert_losses",
+                "expert_predictions")
+
+
+@functools.cache
+def coat_output_class(base_class: type) -> type:
+    """The base model's output class plus CoAT's fields, as a real dataclass subclass: DDP and other code that
+    rebuilds outputs from their declared fields (pytree flatten/unflatten) keeps CoAT's fields."""
+    namespace = {"__annotations__": dict.fromkeys(_COAT_FIELDS, Any), **dict.fromkeys(_COAT_FIELDS),
+                 "__module__": __name__, "__doc__": f"{base_class.__name__} with CoAT's fields {_COAT_FIELDS}."}
+    return dataclass(type(f"CoAT{base_class.__name__}", (base_class,), namespace))
 
 
 def _atomic_write(target: Path, write) -> None:

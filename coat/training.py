@@ -277,13 +277,22 @@ def _write_json(path: Path, data) -> None:
 
 def run_training(config: TrainConfig, callbacks=None) -> dict:
     """Run every stage (resuming a stopped run) and save the final adapter. Returns a summary dict."""
+    from accelerate import PartialState
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(config.training.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(config.training.seed)
-    source = training_source(config)
+    # One process (per node) writes shared files first: the synthetic data and a created tiny model. A CPU-only
+    # host needs cpu=True for accelerate to form a multi-process (gloo) group.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    with state.main_process_first():
+        source = training_source(config)
+        if config.model.create_tiny:
+            from coat.loading import create_tiny_model
+
+            create_tiny_model(config.model.name_or_path, config.model.seed)
     experts = build_experts(config)
     caches = target_caches(config, source, experts)
     model, processor = build_model(config, experts)
@@ -315,7 +324,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
             model.save_pretrained(stage_dir / "adapter")
         trainer.accelerator.wait_for_everyone()
         history += logs
-    if int(os.environ.get("RANK", "0")) == 0:
+    if state.is_main_process:
         model.save_pretrained(out / "adapter")
         _write_json(out / "log_history.json", history)
     return {"output_dir": str(out), "adapter": str(out / "adapter"), "log_history": history, "model": model,

@@ -133,6 +133,37 @@ def test_a_row_without_audio_is_an_error_naming_it(tmp_path):
         run_training(config)
 
 
+def test_two_processes_train_with_the_same_loss_curve_shape(tmp_path):
+    """accelerate launch on 2 CPU processes (gloo): same stages, falling losses, like one process."""
+    import os
+    import subprocess
+    import sys
+
+    stages = "stages=[{name: joint, train: [thinking, heads, lora], max_steps: 6, learning_rate: 0.01}]"
+    args = ["-m", "coat", "train", str(TINY), f"model.name_or_path={tmp_path}/model",
+            f"targets.cache_dir={tmp_path}/targets", "experts=[{name: reconstruction, weight: 0.1}]", stages,
+            "training.logging_steps=2", "training.save_steps=100"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    two = subprocess.run([*launch, *args, f"training.output_dir={tmp_path}/two"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, *args, f"training.output_dir={tmp_path}/one"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    curves = {}
+    for name in ("one", "two"):
+        history = json.loads((tmp_path / name / "log_history.json").read_text())
+        curves[name] = {k: _curve(history, k) for k in ("text_loss", "loss_logmel")}
+        assert (tmp_path / name / "adapter" / "coat_model.safetensors").is_file()
+    assert [e["epoch"] for e in json.loads((tmp_path / "two" / "log_history.json").read_text()) if "loss" in e] \
+        == [2 * e["epoch"] for e in json.loads((tmp_path / "one" / "log_history.json").read_text()) if "loss" in e]
+    for key in ("text_loss", "loss_logmel"):
+        assert len(curves["one"][key]) == len(curves["two"][key]) == 3
+        assert curves["one"][key][-1] < curves["one"][key][0] and curves["two"][key][-1] < curves["two"][key][0]
+
+
 def test_config_typo_is_an_error_naming_the_key(tmp_path):
     with pytest.raises(ConfigError, match="training.per_device_batch_sise"):
         _config(tmp_path, "training.per_device_batch_sise=4")

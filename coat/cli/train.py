@@ -1,5 +1,7 @@
 """``coat train <config.yaml> [key=value ...]``: distillation training (see coat/training.py)."""
 
+import os
+
 from coat.config_io import load_config
 
 
@@ -11,5 +13,6 @@ def main(argv: list[str]) -> int:
         return 2
     config = load_config(TrainConfig, argv[0], argv[1:])
     result = run_training(config)
-    print(f"adapter saved to {result['adapter']}")
+    if int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
+        print(f"adapter saved to {result['adapter']}")
     return 0
