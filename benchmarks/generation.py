@@ -29,7 +29,6 @@ attention-score FLOPs, the only decode work that grows with the K extra cache en
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -42,13 +41,12 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import coat  # noqa: E402
+from benchmarks.common import DTYPES, add_model_arguments, apply_model_arguments, write_report  # noqa: E402
 from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
 from coat.thinking import audio_span_ends, insert_thinking  # noqa: E402
 
 SUBJECT = "generation"
-SIZES = ("tiny", "mid", "7b")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 # ---------------------------------------------------------------------------------------------- 7B shapes
@@ -381,31 +379,19 @@ def to_markdown(result: dict) -> str:
 
 
 def write(result: dict, out: str | Path) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{SUBJECT}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{SUBJECT}.md").write_text(to_markdown(result))
-    return out
+    return write_report(result, out, SUBJECT, to_markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="coat bench generation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=f"runs/bench/{SUBJECT}", help="folder for generation.json / .md")
-    parser.add_argument("--family", default="qwen2_audio", choices=zoo.FAMILIES)
-    parser.add_argument("--size", default="mid", choices=SIZES, help="tiny/mid: zoo configs; 7b: released shapes")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: bfloat16 on cuda, else fp32")
+    add_model_arguments(parser, SUBJECT)
     parser.add_argument("--ks", default="8,16,32", help="comma-separated K values")
     parser.add_argument("--new-tokens", type=int, default=32, help="N answer tokens (fixed length, greedy)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds of every variant first")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    dtype = args.dtype or ("bfloat16" if str(args.device).startswith("cuda") else "float32")
+    dtype = apply_model_arguments(args)
     result = run(family=args.family, size=args.size, device=args.device, dtype=dtype,
                  ks=tuple(int(k) for k in args.ks.split(",")), new_tokens=args.new_tokens, batch=args.batch,
                  repeats=args.repeats, warmup=args.warmup, seed=args.seed)

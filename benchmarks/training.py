@@ -40,7 +40,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import coat  # noqa: E402
-from benchmarks.generation import DTYPES, SIZES, build  # noqa: E402
+from benchmarks.common import DTYPES, add_model_arguments, apply_model_arguments, write_report  # noqa: E402
+from benchmarks.generation import build  # noqa: E402
 from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
 from coat.experts.base import TargetSpec  # noqa: E402
@@ -342,20 +343,12 @@ def to_markdown(result: dict) -> str:
 
 
 def write(result: dict, out: str | Path) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{SUBJECT}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{SUBJECT}.md").write_text(to_markdown(result))
-    return out
+    return write_report(result, out, SUBJECT, to_markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="coat bench training", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=f"runs/bench/{SUBJECT}", help="folder for training.json / .md")
-    parser.add_argument("--family", default="qwen2_audio", choices=zoo.FAMILIES)
-    parser.add_argument("--size", default="mid", choices=SIZES, help="tiny/mid: zoo configs; 7b: released shapes")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: bfloat16 on cuda, else fp32")
+    add_model_arguments(parser, SUBJECT)
     parser.add_argument("--k", type=int, default=16, help="thinking positions K")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--answer-len", type=int, default=16, help="answer tokens per prompt (the labels)")
@@ -368,17 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-steps", type=int, default=2, help="steps in each peak-memory subprocess")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--profile", action="store_true", help="torch.profiler table of one step per variant")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_opts", dest="opts", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    dtype = apply_model_arguments(args)
     if args.memory_child:
         print(json.dumps(measure_memory(args.memory_child, json.loads(args.opts))))
         return 0
-    dtype = args.dtype or ("bfloat16" if str(args.device).startswith("cuda") else "float32")
     result = run(family=args.family, size=args.size, device=args.device, dtype=dtype, k=args.k, batch=args.batch,
                  answer_len=args.answer_len, lora_rank=args.lora_rank, steps=args.steps, warmup=args.warmup,
                  memory=not args.no_memory, memory_steps=args.memory_steps, profile=args.profile, out=args.out,

@@ -235,10 +235,24 @@ class AudioSource:
         return f"{type(self).__name__}({self.description!r}, {len(self)} examples)"
 
 
-class FolderSource(AudioSource):
-    """Audio files below a folder (recursive); id = path relative to the folder with ``/`` separators."""
+class _FileSource(AudioSource):
+    """A source whose examples are audio files at ``self._paths``: header durations, stat keys, file decoding."""
 
     audio_key_kind = "file"
+    _paths: list[str]
+
+    def duration(self, i: int) -> float | None:
+        return _file_header_duration(self._paths[i])
+
+    def audio_key(self, i: int) -> str:
+        return _stat_key(self._paths[i])
+
+    def read(self, i: int) -> tuple[np.ndarray, int]:
+        return decode_audio(self._paths[i])
+
+
+class FolderSource(_FileSource):
+    """Audio files below a folder (recursive); id = path relative to the folder with ``/`` separators."""
 
     def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = AUDIO_EXTENSIONS):
         self.root = Path(root)
@@ -252,20 +266,10 @@ class FolderSource(AudioSource):
     def metadata(self, i: int) -> dict[str, Any]:
         return {"id": self._ids[i], "path": self._paths[i]}
 
-    def duration(self, i: int) -> float | None:
-        return _file_header_duration(self._paths[i])
-
-    def audio_key(self, i: int) -> str:
-        return _stat_key(self._paths[i])
-
-    def read(self, i: int) -> tuple[np.ndarray, int]:
-        return decode_audio(self._paths[i])
 
 
-class ManifestSource(AudioSource):
+class ManifestSource(_FileSource):
     """A JSONL manifest: ``{"id": ..., "audio": "path relative to the manifest", ...}`` per line."""
-
-    audio_key_kind = "file"
 
     def __init__(self, manifest: str | os.PathLike, audio_field: str = "audio", id_field: str | None = "id"):
         self.manifest = Path(manifest)
@@ -295,14 +299,6 @@ class ManifestSource(AudioSource):
     def metadata(self, i: int) -> dict[str, Any]:
         return {**self._rows[i], "id": self._ids[i], "path": self._paths[i]}
 
-    def duration(self, i: int) -> float | None:
-        return _file_header_duration(self._paths[i])
-
-    def audio_key(self, i: int) -> str:
-        return _stat_key(self._paths[i])
-
-    def read(self, i: int) -> tuple[np.ndarray, int]:
-        return decode_audio(self._paths[i])
 
 
 class DatasetSource(AudioSource):
