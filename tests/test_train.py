@@ -115,11 +115,19 @@ def test_a_cache_missing_examples_is_an_error_naming_them(tiny_run, tmp_path):
         run_training(config)
 
 
-def test_missing_ids_in_a_cache_are_named(tiny_run):
-    tmp, result = tiny_run
-    cache = result["dataset"].caches[0]
-    with pytest.raises(MissingTargetsError, match="not-there"):
-        cache.require(["not-there", *cache.ids()[:2]])
+def test_examples_left_out_of_the_cache_are_named_before_training(tmp_path):
+    """A silent clip is reported as bad audio and not cached; training then names it instead of starting."""
+    import numpy as np
+
+    from coat.data.synth import SynthConfig, generate_split, write_manifest
+
+    examples = generate_split(SynthConfig(train_size=6, validation_size=0, test_size=0), "train")
+    examples[2] = {**examples[2], "id": "silent-one", "audio": np.zeros_like(examples[2]["audio"])}
+    manifest = write_manifest(examples, tmp_path / "data")
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}",
+                     "experts=[{name: reconstruction}]")
+    with pytest.raises(MissingTargetsError, match=r"'silent-one' \(silent\)"):
+        run_training(config)
 
 
 def test_a_row_without_audio_is_an_error_naming_it(tmp_path):
