@@ -45,6 +45,31 @@ def _list_of_dataclass(tp) -> type | None:
     return None
 
 
+def _field_defaults(cls) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _shallow_dict(obj) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+
+
+def _coerce_number(tp, value):
+    """YAML 1.1 reads ``5e-3`` (no dot) as a string: turn such strings into the float the field declares."""
+    accepts = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    if isinstance(value, str) and float in accepts and str not in accepts:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     """Build dataclass ``cls`` from a (nested) dict, rejecting unknown keys with their full path."""
     data = dict(data or {})
@@ -53,17 +78,21 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     if unknown:
         path = ", ".join(f"{where}{k}" for k in unknown)
         raise ConfigError(f"unknown config key(s): {path}. Valid keys here: {', '.join(sorted(types_))}")
+    defaults = _field_defaults(cls)
     kwargs = {}
     for key, value in data.items():
         tp = types_[key]
         sub = _dataclass_in(tp)
         items = _list_of_dataclass(tp)
         if sub is not None and isinstance(value, dict):
-            value = from_dict(sub, value, f"{where}{key}.")
+            # A partial section updates the parent's own default for it, not the section class's defaults.
+            default = defaults.get(key)
+            base = _shallow_dict(default) if dataclasses.is_dataclass(default) else {}
+            value = from_dict(sub, {**base, **value}, f"{where}{key}.")
         elif items is not None and isinstance(value, list):
             value = [from_dict(items, v, f"{where}{key}[{i}].") if isinstance(v, dict) else v
                      for i, v in enumerate(value)]
-        kwargs[key] = value
+        kwargs[key] = _coerce_number(tp, value)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

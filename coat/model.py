@@ -418,9 +418,19 @@ class CoATModel(nn.Module):
             raise ValueError("the saved adapter has head weights but no heads in its config")
 
     def unwrap(self) -> nn.Module:
-        """Remove CoAT from the base model (restores its embedding and hook) and return it."""
+        """Remove CoAT from the base model (its embedding, hook and LoRA layers) and return it as it was."""
         self._hook.remove()
         self.base_model.set_input_embeddings(self.thinking_embedding.base)
+        if self.lora_config is not None:
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            for name, module in list(self.base_model.named_modules()):
+                if isinstance(module, BaseTunerLayer):
+                    parent, _, child = name.rpartition(".")
+                    setattr(self.base_model.get_submodule(parent), child, module.get_base_layer())
+            if hasattr(self.base_model, "peft_config"):
+                del self.base_model.peft_config
+            self.lora_config = None
         return self.base_model
 
 

@@ -295,6 +295,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
             create_tiny_model(config.model.name_or_path, config.model.seed)
     experts = build_experts(config)
     caches = target_caches(config, source, experts)
+    set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
     model, processor = build_model(config, experts)
     sampling_rate = processor.feature_extractor.sampling_rate
     columns = QAColumns(config.data.question_column, config.data.choices_column, config.data.answer_column,

@@ -187,3 +187,21 @@ def test_refused_arguments_say_why(load_tiny):
         model(**inputs, position_ids=torch.zeros_like(inputs["input_ids"]))
     with pytest.raises(ValueError, match="already contain thinking ids"):
         model(**{**inputs, "input_ids": inputs["input_ids"].clamp(max=500) + 200})
+
+
+def test_unwrap_gives_back_the_base_model_exactly(load_tiny, tmp_path):
+    base = load_tiny("qwen2_audio")
+    inputs = zoo.make_inputs(base, audios_per_prompt=[1, 2], seed=15)
+    with torch.no_grad():
+        expected = base(**inputs).logits
+    model = coat.wrap(base, num_thinking=4)
+    model.add_lora(r=4, alpha=8, dropout=0.0)
+    for param in model.coat_parameters(("lora",)):
+        param.data.normal_()
+    model.save_pretrained(tmp_path)
+    assert model.unwrap() is base
+    assert not any("lora_" in name for name, _ in base.named_parameters())
+    with torch.no_grad():
+        assert torch.equal(base(**inputs).logits, expected)
+    again = coat.CoATModel.from_pretrained(base, tmp_path)  # loads cleanly into the restored base
+    assert again.lora_config is not None

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "analyze": ("coat.cli.analyze", "main", "attention shares and linear probes: CoAT adapters vs the base"),
     "bench": ("coat.cli.bench", "main", "run a benchmark from benchmarks/: coat bench <subject> [config] [k=v]"),
     "eval": ("coat.cli.eval", "main", "evaluate a base model and CoAT adapters side by side on a task suite"),
+    "demo": ("coat.cli.demo", "main", "offline demo: no thinking vs thinking vs CoAT on synthetic acoustic QA"),
     "ablate": ("coat.cli.ablate", "main", "train and evaluate a grid of expert sets (same seed and budget)"),
 }
 

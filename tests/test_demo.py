@@ -1,0 +1,89 @@
+"""coat demo: the quick demo end to end through the CLI, its outputs, the adapter reload, determinism with the
+cached pre-trained model, and the config file. The full 3-seed check is ``slow``."""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+import coat
+from coat.cli import main as coat_main
+from coat.config_io import ConfigError
+from coat.demo import VARIANTS, DemoConfig, load_demo_config
+from coat.loading import ModelConfig, load_model_and_processor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """Two quick demos with the same seed sharing one cache: the second reuses the pre-trained model."""
+    tmp = tmp_path_factory.mktemp("demo")
+    outs = []
+    for name in ("first", "second"):
+        out = tmp / name
+        assert coat_main(["demo", "--quick", "--output", str(out), f"cache_dir={tmp}/cache"]) == 0
+        outs.append(out)
+    return tmp, outs
+
+
+def test_quick_demo_writes_the_report_and_a_reloadable_adapter(quick_runs):
+    tmp, (out, _) = quick_runs
+    for name in ("demo.md", "demo.png", "demo.json"):
+        assert (out / name).is_file(), name
+    table = (out / "demo.md").read_text()
+    report = json.loads((out / "demo.json").read_text())
+    assert list(report["table"]) == list(VARIANTS)
+    assert report["split"] == "test" and report["seeds"] == [0]
+    categories = report["config"]["data"]["categories"]
+    for category in ["**overall**", *categories]:
+        assert f"| {category} |" in table
+    metrics = report["runs"][0]["metrics"]
+    assert all(metrics[v]["n"] == report["config"]["data"]["test_size"] for v in VARIANTS)
+
+    base, processor = load_model_and_processor(ModelConfig(name_or_path=report["model_dir"]))
+    assert type(base).__name__ == "Qwen2AudioForConditionalGeneration"
+    model = coat.CoATModel.from_pretrained(base, out / "adapter")
+    assert model.num_thinking == report["config"]["num_thinking"]
+    assert sorted(model.heads.specs) == ["logmel", "pitch", "voicing"]
+    assert any("lora_" in name for name, _ in model.named_parameters())
+    assert (Path(report["model_dir"]) / "pretrain.json").is_file()
+
+
+def test_quick_demo_is_deterministic_and_reuses_the_pretrained_model(quick_runs):
+    tmp, (first, second) = quick_runs
+    assert len(list((tmp / "cache").glob("model-*"))) == 1
+    assert (first / "demo.md").read_text() == (second / "demo.md").read_text()
+    one, two = (json.loads((out / "demo.json").read_text()) for out in (first, second))
+    assert one["table"] == two["table"]
+    assert one["model_dir"] == two["model_dir"]
+    assert one["timings"]["pretrain_and_load"] > two["timings"]["pretrain_and_load"]
+    for path in (first / "adapter").rglob("*.safetensors"):
+        assert path.read_bytes() == (second / "adapter" / path.relative_to(first / "adapter")).read_bytes()
+
+
+def test_demo_yaml_is_the_dataclass_defaults_and_overrides_apply():
+    assert asdict(load_demo_config(ROOT / "configs" / "demo.yaml")) == asdict(DemoConfig())
+    config = load_demo_config(None, ["training.steps=3"], quick=True, seeds=2, output="x")
+    assert (config.seeds, config.output_dir, config.training.steps) == (2, "x", 3)
+    assert config.pretrain.steps == DemoConfig().quick["pretrain"]["steps"]
+    with pytest.raises(ConfigError, match="trainin"):
+        load_demo_config(None, ["trainin.steps=3"])
+
+
+@pytest.mark.slow
+def test_full_demo_three_seeds_coat_beats_both_baselines(tmp_path):
+    """The issue's check: over 3 seeds, CoAT's mean test accuracy is above both baselines by more than the
+    seed spread (about 8 minutes on 2 CPU cores). Not met yet at the current defaults (CoAT 0.305 +- 0.043 vs
+    LoRA only 0.354 +- 0.017 and thinking 0.342 +- 0.027, test split, 3 seeds): this test fails until it is."""
+    assert coat_main(["demo", "--seeds", "3", "--output", str(tmp_path / "out"),
+                      f"cache_dir={tmp_path}/cache"]) == 0
+    report = json.loads((tmp_path / "out" / "demo.json").read_text())
+    assert report["check"]["met"], report["check"]
+
+
+def test_a_nested_override_keeps_the_demo_defaults_of_its_section():
+    config = load_demo_config(None, ["data.validation_size=7", "heads.layers=2"])
+    assert config.data.train_size == DemoConfig().data.train_size and config.data.validation_size == 7
+    assert config.heads.num_frames == DemoConfig().heads.num_frames and config.heads.layers == 2
