@@ -28,12 +28,10 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +40,7 @@ from typing import Any
 import yaml
 
 from coat.config_io import ConfigError, from_dict, merge, parse_overrides, read_yaml
+from coat.files import config_digest, write_atomic
 from coat.training import TrainConfig
 
 # keys of the eval config that the ablation sets for each run
@@ -256,19 +255,11 @@ def run_train_config(train: TrainConfig, run: GridRun, output_dir: str | os.Path
 
 
 # ----------------------------------------------------------------------------------------------------- runs
-def _write_atomic(path: Path, data: str | bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _fingerprint(train: TrainConfig, eval_data: dict[str, Any]) -> str:
     """What decides a run's result (its output folder aside): a finished run with another one is stale."""
     data = asdict(train)
     data["training"] = {k: v for k, v in data["training"].items() if k != "output_dir"}
-    text = json.dumps({"train": data, "eval": eval_data}, sort_keys=True, default=list)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return config_digest({"train": data, "eval": eval_data}, length=16)
 
 
 def _check_fingerprint(path: Path, fingerprint: str, run: str) -> None:
@@ -301,8 +292,8 @@ def run_one(resolved: ResolvedAblation, run: GridRun, output_dir: Path, seed: in
     info = {"run": run.name, "experts": run.experts, "thinking": run.thinking,
             "num_thinking": train.coat.num_thinking, "stages": [s.name for s in train.stages],
             "fingerprint": fingerprint}
-    _write_atomic(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
-    _write_atomic(run_dir / "train_config.yaml", yaml.safe_dump(asdict(train), sort_keys=False))
+    write_atomic(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+    write_atomic(run_dir / "train_config.yaml", yaml.safe_dump(asdict(train), sort_keys=False))
     _log(f"{run.name}: {'resuming' if resuming else 'running'} (experts {run.experts or 'none'}, "
          f"K={train.coat.num_thinking}, stages {info['stages']})")
 
@@ -321,7 +312,7 @@ def run_one(resolved: ResolvedAblation, run: GridRun, output_dir: Path, seed: in
                for key, value in res["metrics"].items()}
     record = {**info, "metrics": metrics, "tasks": results["tasks"], "train_seconds": round(train_seconds, 2),
               "eval_seconds": round(time.time() - start, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _write_atomic(done, json.dumps(record, indent=2) + "\n")  # last: its presence means the run is finished
+    write_atomic(done, json.dumps(record, indent=2) + "\n")  # last: its presence means the run is finished
     _log(f"{run.name}: done in {train_seconds:.1f}s training + {record['eval_seconds']:.1f}s eval")
     return record
 
@@ -339,8 +330,8 @@ def run_ablation(config: AblationConfig, callbacks=None) -> dict[str, Any]:
     columns = table_columns(records)
     metric = config.metric or _main_metric(records)
     markdown = table_markdown(records, columns)
-    _write_atomic(out / "ablation.md", markdown)
-    _write_atomic(out / "ablation.csv", table_csv(records, columns))
+    write_atomic(out / "ablation.md", markdown)
+    write_atomic(out / "ablation.csv", table_csv(records, columns))
     plot_metric(records, metric, out / "ablation.png")
     return {"runs": records, "columns": columns, "metric": metric, "markdown": markdown,
             "csv": str(out / "ablation.csv"), "md": str(out / "ablation.md"), "png": str(out / "ablation.png")}
@@ -411,4 +402,4 @@ def plot_metric(records: list[dict[str, Any]], metric: str, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())

@@ -58,6 +58,7 @@ from coat.config import CoATConfig
 from coat.config_io import ConfigError, to_dict
 from coat.data.sources import SourceConfig
 from coat.data.synth import SynthConfig
+from coat.files import write_atomic
 from coat.loading import ModelConfig
 
 TRANSFORMS = ("auto", "class", "semitone", "argmax")
@@ -553,7 +554,7 @@ def run_analysis(config: AnalyzeConfig) -> dict[str, Any]:
     }
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "analysis.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_atomic(out / "analysis.json", json.dumps(results, indent=2) + "\n")
     plot_attention_share(results, out / "attention_share.png")
     plot_probes(results, out / "probes.png")
     return results

@@ -27,7 +27,6 @@ gives the same table on the same machine.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -43,6 +42,7 @@ import torch
 from coat.config import CoATConfig
 from coat.data.synth import SynthConfig
 from coat.experts.base import ExpertConfig
+from coat.files import config_digest, write_atomic
 from coat.heads import HeadConfig
 from coat.training import LoraSettings
 
@@ -100,8 +100,6 @@ class PretrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.01
 
-    def __post_init__(self):
-        self.learning_rate = float(self.learning_rate)
 
 
 @dataclass
@@ -114,9 +112,6 @@ class VariantTraining:
     heads_warmup_steps: int = field(
         default=0, metadata={"help": "CoAT only: steps training thinking + heads before the joint stage "
                                      "(the baselines get the same number of extra LoRA steps)"})
-
-    def __post_init__(self):
-        self.learning_rate = float(self.learning_rate)  # YAML 1.1 reads 5e-3 as a string
 
 
 @dataclass
@@ -165,9 +160,7 @@ def load_demo_config(path: str | os.PathLike | None = None, overrides: list[str]
     ``seeds`` / ``output`` and ``key=value`` overrides."""
     from coat.config_io import from_dict, merge, parse_overrides, read_yaml
 
-    # start from the defaults as a dict: a `data:` section in YAML or an override like data.train_size=... then
-    # changes those keys only, instead of rebuilding SynthConfig from its own (benchmark-sized) defaults
-    data = merge(asdict(DemoConfig()), read_yaml(path) if path is not None else {})
+    data = read_yaml(path) if path is not None else {}
     cli = parse_overrides(overrides or [])
     if seeds is not None:
         cli["seeds"] = seeds
@@ -180,12 +173,6 @@ def load_demo_config(path: str | os.PathLike | None = None, overrides: list[str]
 
 
 # ------------------------------------------------------------------------------------------------- small model
-def _digest(*parts) -> str:
-    text = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts], sort_keys=True,
-                      default=list)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def demo_words() -> list[str]:
     from coat.loading import synth_words
 
@@ -264,7 +251,7 @@ def pretrained_model(config: DemoConfig, log=print) -> Path:
     """The folder of the pre-trained small model and its processor; built once per settings, then reused."""
     from coat import zoo
 
-    folder = Path(config.cache_dir) / f"model-{_digest(config.model, config.pretrain, config.data.categories)}"
+    folder = Path(config.cache_dir) / f"model-{config_digest(config.model, config.pretrain, config.data.categories)}"
     if (folder / "config.json").is_file():
         log(f"pre-trained model: reusing {folder}")
         return folder
@@ -341,7 +328,7 @@ def evaluate(config: DemoConfig, model_dir: Path, adapters: dict[str, Path], out
     from coat.loading import ModelConfig
 
     split = config.eval_split
-    data_dir = Path(config.cache_dir) / "targets" / f"eval-{_digest(config.data)}" / split
+    data_dir = Path(config.cache_dir) / "targets" / f"eval-{config_digest(config.data)}" / split
     task = TaskConfig(name="synth", type="multiple_choice", source=SourceConfig(path=str(data_dir / "manifest.jsonl")),
                       synth=copy.deepcopy(config.data), synth_split=split)
     eval_config = EvalConfig(model=ModelConfig(name_or_path=str(model_dir), dtype="float32"),
@@ -393,8 +380,8 @@ def run_demo(config: DemoConfig, log=print) -> dict:
     report = summarize(runs, config.data.categories)
     report.update(config=asdict(config), model_dir=str(model_dir), runs=runs, timings=timings,
                   split=config.eval_split)
-    (out / "demo.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out / "demo.md").write_text(demo_markdown(report))
+    write_atomic(out / "demo.json", json.dumps(report, indent=2, default=str) + "\n")
+    write_atomic(out / "demo.md", demo_markdown(report))
     plot(report, out / "demo.png")
     return report
 

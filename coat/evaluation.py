@@ -24,7 +24,6 @@ skipped) and ``<output_dir>/results.md`` (rows: task / metric, columns: base and
 from __future__ import annotations
 
 import json
-import os
 import re
 import string
 from collections import Counter, defaultdict
@@ -35,6 +34,7 @@ from typing import Any
 from coat.data.prompts import LETTERS, format_question, prompt_text
 from coat.data.sources import AudioDecodeError, SourceConfig, open_source
 from coat.data.synth import SynthConfig
+from coat.files import write_atomic
 from coat.loading import ModelConfig
 
 TASK_TYPES = ("multiple_choice", "classification", "transcription")
@@ -529,15 +529,11 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
-    _write_atomic(out / "results.md", results_markdown(results))
+    write_atomic(out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    write_atomic(out / "results.md", results_markdown(results))
     return results
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:

@@ -15,7 +15,6 @@ import functools
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 from coat.adapters import Adapter, get_adapter
 from coat.config import CoATConfig
 from coat.experts.base import TargetSpec
+from coat.files import atomic_path, write_atomic
 from coat.heads import ExpertHeads, HeadConfig
 from coat.losses import distillation_losses
 from coat.thinking import ThinkingBatch, ThinkingEmbedding, audio_span_ends, insert_thinking
@@ -339,9 +339,9 @@ class CoATModel(nn.Module):
         }
         if self.heads is not None:
             meta["heads"] = {**self.heads.to_dict(), "weights": self.expert_weights}
-        _atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
-        _atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(self.coat_state_dict(), tmp,
-                                                                 metadata={"format": "pt"}))
+        write_atomic(path / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
+        with atomic_path(path / WEIGHTS_NAME) as tmp:
+            save_file(self.coat_state_dict(), tmp, metadata={"format": "pt"})
         if self.lora_config is not None:
             import peft
 
@@ -349,10 +349,10 @@ class CoATModel(nn.Module):
             lora.mkdir(exist_ok=True)
             state = {k: v.detach().cpu().contiguous() for k, v in peft.get_peft_model_state_dict(
                 self.base_model).items()}
-            _atomic_write(lora / LORA_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-            _atomic_write(lora / "adapter_config.json",
-                          lambda tmp: Path(tmp).write_text(json.dumps(self.lora_config.to_dict(), indent=2,
-                                                                      default=list) + "\n"))
+            with atomic_path(lora / LORA_NAME) as tmp:
+                save_file(state, tmp, metadata={"format": "pt"})
+            write_atomic(lora / "adapter_config.json",
+                         json.dumps(self.lora_config.to_dict(), indent=2, default=list) + "\n")
 
     @classmethod
     def from_pretrained(cls, base_model: nn.Module, path: str | os.PathLike, **overrides) -> CoATModel:
@@ -456,17 +456,6 @@ def coat_output_class(base_class: type) -> type:
     namespace = {"__annotations__": dict.fromkeys(_COAT_FIELDS, Any), **dict.fromkeys(_COAT_FIELDS),
                  "__module__": __name__, "__doc__": f"{base_class.__name__} with CoAT's fields {_COAT_FIELDS}."}
     return dataclass(type(f"CoAT{base_class.__name__}", (base_class,), namespace))
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def wrap(model: nn.Module, config: CoATConfig | None = None, **kwargs) -> CoATModel:

@@ -18,8 +18,6 @@ adapter, for ``coat.CoATModel.from_pretrained``), ``<output_dir>/log_history.jso
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from coat.data.collate import CoATCollator, QAColumns, QADataset
 from coat.data.sources import SourceConfig, open_source
 from coat.data.synth import SynthConfig
 from coat.experts.base import ExpertConfig
+from coat.files import config_digest, write_atomic
 from coat.heads import HeadConfig
 from coat.loading import ModelConfig
 
@@ -140,12 +139,10 @@ def training_source(config: TrainConfig):
     (``<cache_dir>/synth-<hash of its config>/train``), so runs with the same data share the data and its targets."""
     if config.data.synth is None:
         return open_source(config.data.train)
-    import hashlib
 
     from coat.data.synth import generate_split, write_manifest
 
-    digest = hashlib.sha256(json.dumps(asdict(config.data.synth), sort_keys=True, default=list).encode()).hexdigest()
-    folder = Path(config.targets.cache_dir) / f"synth-{digest[:12]}" / "train"
+    folder = Path(config.targets.cache_dir) / f"synth-{config_digest(config.data.synth)}" / "train"
     manifest = folder / "manifest.jsonl"
     if not manifest.is_file():
         write_manifest(generate_split(config.data.synth, "train"), folder)
@@ -268,13 +265,6 @@ def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path):
     )
 
 
-def _write_json(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def run_training(config: TrainConfig, callbacks=None) -> dict:
     """Run every stage (resuming a stopped run) and save the final adapter. Returns a summary dict."""
     from accelerate import PartialState
@@ -302,7 +292,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
                         config.data.answer_format)
     dataset = QADataset(source, sampling_rate, columns, caches)
     collator = CoATCollator(processor, sampling_rate)
-    (out / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+    write_atomic(out / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
 
     trainer_cls = _trainer_class()
     history = []
@@ -321,12 +311,12 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
         trainer.train(resume_from_checkpoint=last)
         logs = [dict(entry, stage=stage.name) for entry in trainer.state.log_history]
         if trainer.is_world_process_zero():
-            _write_json(stage_dir / "log_history.json", logs)
+            write_atomic(stage_dir / "log_history.json", json.dumps(logs, indent=2))
             model.save_pretrained(stage_dir / "adapter")
         trainer.accelerator.wait_for_everyone()
         history += logs
     if state.is_main_process:
         model.save_pretrained(out / "adapter")
-        _write_json(out / "log_history.json", history)
+        write_atomic(out / "log_history.json", json.dumps(history, indent=2))
     return {"output_dir": str(out), "adapter": str(out / "adapter"), "log_history": history, "model": model,
             "processor": processor, "dataset": dataset, "collator": collator}

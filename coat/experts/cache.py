@@ -61,6 +61,7 @@ import torch
 
 from coat.data.sources import AudioDecodeError, AudioSource, resample
 from coat.experts.base import Expert, TargetSpec
+from coat.files import write_atomic
 
 CACHE_FORMAT = 1
 BAD_REASONS = ("unreadable", "empty", "nonfinite", "silent", "too_short", "too_long", "nonfinite_target")
@@ -240,10 +241,6 @@ def _write_part(path: Path, rank: int, specs: Sequence[TargetSpec], rows: list[d
     os.replace(tmp, path / "parts" / name)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _merge(path: Path, source: AudioSource, expert: Expert, info: dict[str, Any]) -> CacheRun:
@@ -286,12 +283,12 @@ def _merge(path: Path, source: AudioSource, expert: Expert, info: dict[str, Any]
         shutil.rmtree(path / "data")
     os.replace(tmp, path / "data")
     records = sorted(bad.values(), key=lambda r: order[r["id"]])
-    _atomic_write_text(path / "report.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write_atomic(path / "report.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     reasons = dict(Counter(r["reason"] for r in records))
     info = {**info, "num_examples": len(order), "num_cached": len(seen), "num_bad": len(records),
             "bad_reasons": reasons, "examples_by_process": dict(sorted(by_rank.items())),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _atomic_write_text(path / "cache.json", json.dumps(info, indent=2, default=str))
+    write_atomic(path / "cache.json", json.dumps(info, indent=2, default=str))
     shutil.rmtree(path / "parts", ignore_errors=True)
     return CacheRun(expert.name, path, info["fingerprint"], len(order), cached=len(seen), bad=reasons)
 
