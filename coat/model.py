@@ -231,26 +231,26 @@ class CoATModel(nn.Module):
         finally:
             self._capturing = False
         hidden, self._captured = self._captured, None
+        if hidden is None:
+            raise RuntimeError("the thinking layer hook did not fire; is thinking_layer inside the model?")
         states, states_mask = self._gather_thinking(hidden, batch)
         out = coat_output_class(type(out))(**out, thinking_states=states, thinking_mask=states_mask,
                                            coat_attention_mask=batch.attention_mask)
         if expert_targets is not None:
-            self._add_expert_losses(out, expert_targets)
+            self._add_expert_losses(out, expert_targets, hidden, batch)
         return out
 
-    def span_states(self, thinking_states: torch.Tensor, thinking_mask: torch.Tensor) -> torch.Tensor:
-        """(batch, max_spans * K, hidden) -> (n_spans, K, hidden): one thinking block per audio span, row-major."""
-        k = self.num_thinking
-        rows, width, hidden = thinking_states.shape
-        blocks = thinking_states.reshape(rows * (width // k), k, hidden)
-        return blocks[thinking_mask.reshape(rows * (width // k), k)[:, 0]]
-
-    def _add_expert_losses(self, out, expert_targets: dict) -> None:
+    def _add_expert_losses(self, out, expert_targets: dict, hidden: torch.Tensor, batch: ThinkingBatch) -> None:
         if self.heads is None:
             raise ValueError("expert_targets given but the model has no heads; call model.add_heads(specs) first")
         if self.num_thinking == 0:
             raise ValueError("expert_targets need thinking positions to read from; num_thinking is 0")
-        blocks = self.span_states(out["thinking_states"], out["thinking_mask"])
+        # (n_spans, K, hidden): one thinking block per audio span, row-major, read straight from the layer output
+        if batch.think_rows is None:
+            blocks = hidden.new_zeros((0, self.num_thinking, hidden.shape[-1]))
+        else:
+            index = (batch.think_rows.to(hidden.device), batch.think_cols.to(hidden.device))
+            blocks = hidden[index].reshape(-1, self.num_thinking, hidden.shape[-1])
         unknown = sorted(set(expert_targets) - set(self.heads.specs))
         if unknown:
             raise ValueError(f"expert_targets has target(s) {unknown} without a head; "
@@ -269,21 +269,17 @@ class CoATModel(nn.Module):
         out["expert_predictions"] = predictions
         out["loss"] = aux if text_loss is None else text_loss + aux.to(text_loss.dtype)
 
-    def _gather_thinking(self, hidden: torch.Tensor | None, batch: ThinkingBatch):
-        k = self.num_thinking
-        rows = batch.input_ids.shape[0]
-        width = k * int(batch.num_spans.max()) if batch.num_spans.numel() else 0
-        if hidden is None:
-            raise RuntimeError("the thinking layer hook did not fire; is thinking_layer inside the model?")
+    def _gather_thinking(self, hidden: torch.Tensor, batch: ThinkingBatch):
+        """(batch, max_spans * K, hidden) states at the thinking positions and their (batch, max_spans * K) mask,
+        from the positions :func:`insert_thinking` recorded (no search, no extra host sync)."""
+        rows, width = batch.input_ids.shape[0], self.num_thinking * batch.max_spans
         states = hidden.new_zeros((rows, width, hidden.shape[-1]))
         mask = torch.zeros((rows, width), dtype=torch.bool, device=hidden.device)
-        if width == 0:
+        if batch.think_rows is None or width == 0:
             return states, mask
-        is_think = (batch.input_ids >= self.thinking_embedding.offset).to(hidden.device)
-        r, c = is_think.nonzero(as_tuple=True)
-        rank = (is_think.long().cumsum(1) - 1)[r, c]
-        states = states.index_put((r, rank), hidden[r, c])
-        mask[r, rank] = True
+        r, slots = batch.think_rows.to(hidden.device), batch.think_slots.to(hidden.device)
+        states = states.index_put((r, slots), hidden[r, batch.think_cols.to(hidden.device)])
+        mask[r, slots] = True
         return states, mask
 
     # ------------------------------------------------------------------ generate

@@ -79,7 +79,13 @@ class ThinkingBatch:
     attention_mask: torch.Tensor
     labels: torch.Tensor | None
     num_spans: torch.Tensor  # (batch,) audio spans (so thinking blocks) per row
+    max_spans: int  # num_spans.max(), read once
     padding_side: str
+    # Where the thinking positions went, span by span in row-major order (n_spans * K,) each: their row, their
+    # column in the new sequence, and their slot in (batch, max_spans * K) thinking_states.
+    think_rows: torch.Tensor | None = None
+    think_cols: torch.Tensor | None = None
+    think_slots: torch.Tensor | None = None
 
 
 def audio_span_ends(
@@ -139,10 +145,10 @@ def insert_thinking(
     k = int(thinking_ids.numel())
     ends = span_ends.long()
     num_spans = ends.sum(1)
-    if k == 0 or int(num_spans.max()) == 0:
-        return ThinkingBatch(input_ids, attention_mask, labels, num_spans, side)
+    max_spans = int(num_spans.max()) if batch else 0
+    if k == 0 or max_spans == 0:
+        return ThinkingBatch(input_ids, attention_mask, labels, num_spans, max_spans, side)
 
-    max_spans = int(num_spans.max())
     new_seq = seq + k * max_spans
     # Blocks inserted before token t (strictly): token t moves right by k per block.
     before = ends.cumsum(1) - ends
@@ -159,10 +165,13 @@ def insert_thinking(
         out_labels.scatter_(1, new_pos, labels)
 
     # The thinking block after span end t occupies new_pos[t] + 1 .. new_pos[t] + k.
-    rows, cols = span_ends.nonzero(as_tuple=True)
+    rows, cols = span_ends.nonzero(as_tuple=True)  # row-major: spans in prompt order within each row
     offsets = torch.arange(1, k + 1, device=input_ids.device)
     block_pos = (new_pos[rows, cols][:, None] + offsets).reshape(-1)
     block_rows = rows[:, None].expand(-1, k).reshape(-1)
+    span_rank = before[rows, cols]  # index of the span within its row
+    block_slots = (span_rank[:, None] * k + offsets - 1).reshape(-1)
     out_ids[block_rows, block_pos] = thinking_ids.to(input_ids.device).repeat(rows.numel())
     out_mask[block_rows, block_pos] = 1
-    return ThinkingBatch(out_ids, out_mask, out_labels, num_spans, side)
+    return ThinkingBatch(out_ids, out_mask, out_labels, num_spans, max_spans, side, block_rows, block_pos,
+                         block_slots)

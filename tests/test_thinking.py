@@ -35,6 +35,9 @@ def test_insert_after_end_token_with_left_padding_and_two_spans():
     assert out.attention_mask.tolist() == [[1] * 12, [0] * 5 + [1] * 7]
     assert out.labels.tolist() == [[-100] * 11 + [4], [-100] * 10 + [3, 4]]
     assert out.num_spans.tolist() == [2, 1]
+    assert out.think_rows.tolist() == [0, 0, 0, 0, 1, 1]
+    assert out.think_cols.tolist() == [4, 5, 9, 10, 8, 9]
+    assert out.think_slots.tolist() == [0, 1, 2, 3, 0, 1]
 
 
 def test_insert_without_end_token_and_right_padding():
