@@ -45,7 +45,7 @@ from benchmarks.generation import build  # noqa: E402
 from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
 from coat.experts.base import TargetSpec  # noqa: E402
-from coat.heads import HeadConfig  # noqa: E402
+from coat.heads import HeadConfig, prepare_active_targets  # noqa: E402
 
 SUBJECT = "training"
 VARIANTS = ("lora", "coat text", "coat")
@@ -120,7 +120,10 @@ class Setup:
             self.model = coat.wrap(base, coat.CoATConfig(num_thinking=k))
             if variant == "coat":
                 self.model.add_heads(list(TARGET_SPECS), head_config or HeadConfig())
-                self.expert_targets = random_targets([f / MEL_RATE for f in frames], seed)
+                # cached targets arrive resampled from the data loader (CoATCollator), as in `coat train`
+                heads = self.model.heads
+                self.expert_targets = prepare_active_targets(random_targets([f / MEL_RATE for f in frames], seed),
+                                                             heads.specs, heads.config, self.model.expert_weights)
         for p in base.parameters():
             p.requires_grad_(False)
         lora = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules=targets)

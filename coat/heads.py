@@ -378,3 +378,29 @@ def prepare_targets(
             clips, spec, config.frames_for(spec), max_duration=config.max_duration, frame_weights=weights
         )
     return values, masks
+
+
+@dataclass
+class PreparedTargets:
+    """A batch's targets already on the heads' frames: name -> ``(n_spans, F, dim)`` values and ``(n_spans, F)``
+    masks. The collator builds it in the data loader so the training step does no resampling."""
+
+    values: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+
+
+def prepare_active_targets(
+    targets: dict[str, Sequence[np.ndarray | torch.Tensor | None]],
+    specs: dict[str, TargetSpec],
+    config: HeadConfig,
+    weights: dict[str, float] | None = None,
+) -> PreparedTargets:
+    """:func:`prepare_targets` for the targets whose loss weight is not 0 (and the targets that weight them)."""
+    weights = weights or {}
+    unknown = sorted(set(targets) - set(specs))
+    if unknown:
+        raise ValueError(f"expert_targets has target(s) {unknown} without a head; heads: {sorted(specs)}")
+    active = {n for n in targets if weights.get(n, 1.0) != 0.0}
+    needed = active | {specs[n].weight_by for n in active if specs[n].weight_by is not None}
+    values, masks = prepare_targets({n: targets[n] for n in targets if n in needed}, specs, config)
+    return PreparedTargets({n: values[n] for n in active}, {n: masks[n] for n in active})

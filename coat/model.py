@@ -28,7 +28,7 @@ from coat.adapters import Adapter, get_adapter
 from coat.config import CoATConfig
 from coat.experts.base import TargetSpec
 from coat.files import atomic_path, write_atomic
-from coat.heads import ExpertHeads, HeadConfig
+from coat.heads import ExpertHeads, HeadConfig, PreparedTargets, prepare_active_targets
 from coat.losses import distillation_losses
 from coat.thinking import ThinkingBatch, ThinkingEmbedding, audio_span_ends, insert_thinking
 
@@ -218,7 +218,8 @@ class CoATModel(nn.Module):
         ``thinking_mask`` (batch, max_spans * K) bool; ``coat_attention_mask`` (batch, new_seq).
 
         ``expert_targets`` (needs :meth:`add_heads`): target name -> one array ``(frames, dim)`` per audio span
-        of the batch, row by row and in prompt order (``None`` for a span without that target). Then
+        of the batch, row by row and in prompt order (``None`` for a span without that target), or the same
+        already resampled as a :class:`~coat.heads.PreparedTargets` (what the training collator passes). Then
         ``loss = text_loss + sum(weight * expert_loss)``, with ``text_loss`` and ``expert_losses`` (a dict)
         also returned, and ``expert_predictions`` (target name -> (n_spans, F, dim) raw head scores).
         """
@@ -251,17 +252,19 @@ class CoATModel(nn.Module):
         else:
             index = (batch.think_rows.to(hidden.device), batch.think_cols.to(hidden.device))
             blocks = hidden[index].reshape(-1, self.num_thinking, hidden.shape[-1])
-        unknown = sorted(set(expert_targets) - set(self.heads.specs))
-        if unknown:
-            raise ValueError(f"expert_targets has target(s) {unknown} without a head; "
-                             f"heads: {sorted(self.heads.specs)}")
-        for name, clips in expert_targets.items():
-            if len(clips) != blocks.shape[0]:
-                raise ValueError(f"expert_targets[{name!r}] has {len(clips)} entries but the batch has "
+        if not isinstance(expert_targets, PreparedTargets):
+            for name, clips in expert_targets.items():
+                if len(clips) != blocks.shape[0]:
+                    raise ValueError(f"expert_targets[{name!r}] has {len(clips)} entries but the batch has "
+                                     f"{blocks.shape[0]} audio spans (one target per audio span, row by row)")
+            expert_targets = prepare_active_targets(expert_targets, self.heads.specs, self.heads.config,
+                                                    self.expert_weights)
+        values, masks = expert_targets.values, expert_targets.masks
+        for name, value in values.items():
+            if value.shape[0] != blocks.shape[0]:
+                raise ValueError(f"expert_targets[{name!r}] has {value.shape[0]} entries but the batch has "
                                  f"{blocks.shape[0]} audio spans (one target per audio span, row by row)")
-        active = [n for n in expert_targets if self.expert_weights.get(n, 1.0) != 0.0]
-        values, masks = self.heads.prepare_targets(expert_targets, device=blocks.device)
-        predictions = self.heads(blocks.float(), names=active) if active else {}
+        predictions = self.heads(blocks.float(), names=list(values)) if values else {}
         aux, per_target = distillation_losses(predictions, values, masks, self.heads.specs, self.expert_weights)
         text_loss = out.get("loss")
         out["text_loss"] = text_loss

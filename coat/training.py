@@ -291,7 +291,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
     columns = QAColumns(config.data.question_column, config.data.choices_column, config.data.answer_column,
                         config.data.answer_format)
     dataset = QADataset(source, sampling_rate, columns, caches)
-    collator = CoATCollator(processor, sampling_rate)
+    collator = CoATCollator(processor, sampling_rate, heads=model.heads, weights=model.expert_weights)
     write_atomic(out / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
 
     trainer_cls = _trainer_class()

@@ -80,10 +80,15 @@ class CoATCollator:
     tokens (true of the supported families' templates, which end the prompt in a newline).
     """
 
-    def __init__(self, processor, sampling_rate: int | None = None):
+    def __init__(self, processor, sampling_rate: int | None = None, heads=None, weights: dict | None = None):
+        """``heads`` (an :class:`~coat.heads.ExpertHeads`) and their loss ``weights``: when given, targets are
+        resampled onto the heads' frames here, in the data loader, instead of in every training step."""
         self.processor = processor
         self.sampling_rate = sampling_rate or processor.feature_extractor.sampling_rate
         self.tokenizer = processor.tokenizer
+        self.specs = dict(heads.specs) if heads is not None else None
+        self.head_config = heads.config if heads is not None else None
+        self.weights = dict(weights or {})
 
     def _suffix(self, prompt: str, answer: str, user_text: str) -> str:
         full = self.processor.apply_chat_template(
@@ -110,5 +115,10 @@ class CoATCollator:
         batch["labels"] = torch.where(answer, batch["input_ids"], torch.full_like(batch["input_ids"], IGNORE_INDEX))
         names = sorted({name for ex in examples for name in ex.get("targets", {})})
         if names:
-            batch["expert_targets"] = {n: [ex["targets"].get(n) for ex in examples] for n in names}
+            targets = {n: [ex["targets"].get(n) for ex in examples] for n in names}
+            if self.specs is not None:
+                from coat.heads import prepare_active_targets
+
+                targets = prepare_active_targets(targets, self.specs, self.head_config, self.weights)
+            batch["expert_targets"] = targets
         return batch
