@@ -157,15 +157,17 @@ def build_experts(config: TrainConfig):
 
 def target_caches(config: TrainConfig, source, experts):
     """Open (after computing them, when ``targets.compute``) the target cache of every expert."""
-    from coat.experts.cache import TargetCache, compute_targets
+    from coat.experts.cache import TargetCache, audio_fingerprint, compute_targets
 
     if config.targets.compute and experts:
         compute_targets(source, experts, config.targets.cache_dir, device=config.targets.device,
                         batch_seconds=config.targets.batch_seconds)
     caches = []
+    audio_fp = audio_fingerprint(source) if experts else None  # once, not once per expert
     for expert in experts:
         try:
-            caches.append(TargetCache.open(config.targets.cache_dir, expert=expert, source=source))
+            caches.append(TargetCache.open(config.targets.cache_dir, expert=expert, source=source,
+                                           audio_fp=audio_fp))
         except (FileNotFoundError, KeyError, ValueError) as err:
             raise FileNotFoundError(
                 f"no target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "

@@ -112,8 +112,10 @@ class Expert(ABC):
             return self.compute(waveforms.to(self.device), lengths)
 
     def to(self, device: str | torch.device) -> Expert:
-        self.device = torch.device(device)
-        self._loaded = False  # reload onto the new device on next call
+        device = torch.device(device)
+        if device != self.device:  # a loaded model stays loaded when nothing moves
+            self.device = device
+            self._loaded = False  # reload onto the new device on next call
         return self
 
     def fingerprint_params(self) -> dict[str, Any]:

@@ -492,12 +492,13 @@ class TargetCache:
 
     @classmethod
     def open(cls, path_or_dir: str | os.PathLike, expert: str | Expert | None = None,
-             source: AudioSource | None = None) -> TargetCache:
+             source: AudioSource | None = None, audio_fp: str | None = None) -> TargetCache:
         """The cache at ``path_or_dir``, or the one of ``expert`` inside the cache root ``path_or_dir``.
 
         In a root, ``expert`` (a name, or an :class:`Expert` whose parameters must match) picks the caches;
         ``source`` keeps those of exactly that audio (same ids and audio keys). Anything but one match is an
-        error (listing the matches when there are several).
+        error (listing the matches when there are several). ``audio_fp``: ``audio_fingerprint(source)`` when the
+        caller has it already (hashing a content-keyed source reads all its audio).
         """
         path = Path(path_or_dir)
         if (path / "cache.json").is_file() or (path / "parts").is_dir():
@@ -516,7 +517,7 @@ class TargetCache:
         if not isinstance(expert, str):
             want["expert_fingerprint"] = expert_fingerprint(expert)
         if source is not None:
-            want["audio_fingerprint"] = audio_fingerprint(source)
+            want["audio_fingerprint"] = audio_fp or audio_fingerprint(source)
         if want:
             found = [p for p in found
                      if all(json.loads((p / "cache.json").read_text()).get(k) == v for k, v in want.items())]
