@@ -144,11 +144,12 @@ class Setup:
         self.head_params = sum(p.numel() for p in heads.parameters()) if heads is not None else 0
         self.optimizer = torch.optim.AdamW(trainable, lr=1e-4)
         self.calls = 0
-        base.register_forward_pre_hook(self._count)
-        self.sequence = int(self.inputs["input_ids"].shape[1]) + (k if variant != "lora" else 0)
+        self.sequence = 0  # measured: the length of the ids the base model gets
+        base.register_forward_pre_hook(self._count, with_kwargs=True)
 
-    def _count(self, module, args):
+    def _count(self, module, args, kwargs):
         self.calls += 1
+        self.sequence = int(kwargs["input_ids"].shape[1])
 
     def step(self) -> dict:
         kwargs = {} if self.expert_targets is None else {"expert_targets": self.expert_targets}
