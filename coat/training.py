@@ -29,7 +29,7 @@ from coat.data.collate import CoATCollator, QAColumns, QADataset
 from coat.data.sources import SourceConfig, open_source
 from coat.data.synth import SynthConfig
 from coat.experts.base import ExpertConfig
-from coat.files import config_digest, write_atomic
+from coat.files import write_atomic
 from coat.heads import HeadConfig
 from coat.loading import ModelConfig
 
@@ -142,7 +142,7 @@ def training_source(config: TrainConfig):
 
     from coat.data.synth import generate_split, write_manifest
 
-    folder = Path(config.targets.cache_dir) / f"synth-{config_digest(config.data.synth)}" / "train"
+    folder = Path(config.targets.cache_dir) / f"synth-{config.data.synth.digest()}" / "train"
     manifest = folder / "manifest.jsonl"
     if not manifest.is_file():
         write_manifest(generate_split(config.data.synth, "train"), folder)

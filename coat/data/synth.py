@@ -35,6 +35,9 @@ from typing import Any
 import numpy as np
 
 SPLITS = ("train", "validation", "test")
+# Bumped whenever the same SynthConfig would generate different examples (audio, texts): cached exports of an
+# older generator are keyed apart (SynthConfig.digest).
+GENERATOR_VERSION = 2
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -100,6 +103,12 @@ class SynthConfig:
             raise ValueError(f"peak_db must be (low, high) with low <= high <= 0, got {self.peak_db}")
         if self.snr_db is not None and (len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]):
             raise ValueError(f"snr_db must be (low, high) or None, got {self.snr_db}")
+
+    def digest(self) -> str:
+        """A short hash of these settings and the generator version: the folder key of cached exports."""
+        from coat.files import config_digest
+
+        return config_digest(self, GENERATOR_VERSION)
 
     def split_size(self, split: str) -> int:
         sizes = {"train": self.train_size, "validation": self.validation_size, "test": self.test_size}
@@ -449,13 +458,8 @@ VOWEL_FORMANTS_HZ = {
     "o": (500.0, 880.0, 2450.0),
     "u": (310.0, 720.0, 2350.0),
 }
-_VOWEL_ANSWERS = {
-    "a": "a (as in 'father')",
-    "e": "e (as in 'say')",
-    "i": "i (as in 'see')",
-    "o": "o (as in 'go')",
-    "u": "u (as in 'blue')",
-}
+# one word each, spelled as it sounds: a (father) = ah, e (say) = ay, i (see) = ee, o (go) = oh, u (blue) = oo
+_VOWEL_ANSWERS = {"a": "ah", "e": "ay", "i": "ee", "o": "oh", "u": "oo"}
 
 
 def _resonators_sos(formants, bandwidths, sr: int) -> np.ndarray:
