@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from coat.experts.base import Expert
 from coat.experts.framing import pad_to_min, window_bounds
 from coat.experts.loading import check_architecture, load_pretrained
 
@@ -110,3 +111,46 @@ def gather_targets(
             d[frames_name] = np.stack(r["frame"]).astype(np.float32)
         out.append(d)
     return out
+
+
+class WindowedClassifierExpert(Expert):
+    """What the classifier experts share: a classifier (``self._classifier``, built by ``load``) run on the whole
+    clip and on ``window_s`` windows every ``hop_s``, its posteriors gathered into a clip target ``clip_target``
+    and a frame-level target ``frames_target``. Subclasses set those names, ``what`` (for error messages), and
+    implement ``specs``, ``params``, ``load`` and ``posteriors`` (logits -> probabilities)."""
+
+    what = "classifier"
+    clip_target = "clip"
+    frames_target = "frames"
+
+    def _set_windows(self, window_s: float, hop_s: float, clip: bool, frames: bool) -> None:
+        if window_s <= 0 or hop_s <= 0:
+            raise ValueError(f"{self.name} expert: window_s and hop_s must be > 0")
+        self.window_s, self.hop_s, self.clip, self.frames = window_s, hop_s, clip, frames
+        self._classifier = None
+
+    def _config_num_labels(self) -> int:
+        """``num_labels`` from the checkpoint's config.json, without loading the weights."""
+        from transformers import AutoConfig
+
+        config = load_pretrained(AutoConfig.from_pretrained, self.source, self.what, required_file="config.json")
+        return int(config.num_labels)
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names, in target order (loads the model)."""
+        if self._classifier is None:
+            self.load()
+            self._loaded = True
+        return self._classifier.labels
+
+    def posteriors(self, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def compute(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        hop, window = round(self.hop_s * self.sample_rate), round(self.window_s * self.sample_rate)
+        frame_spec = next((s for s in self.specs() if s.name == self.frames_target), None)
+        counts = [frame_spec.num_frames(int(n)) for n in lengths.tolist()] if frame_spec else None
+        segments, owners = segment_batch(waveforms, lengths, counts, hop, window, clip=self.clip)
+        return gather_targets(self.posteriors(self._classifier(segments)), owners, len(lengths),
+                              self.clip_target if self.clip else None, self.frames_target if self.frames else None)

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from coat.experts.audio_classification import HFAudioClassifier, gather_targets, segment_batch
-from coat.experts.base import Expert, TargetSpec
-from coat.experts.loading import ModelSourceError, check_source, load_pretrained, source_kind
+from coat.experts.audio_classification import HFAudioClassifier, WindowedClassifierExpert
+from coat.experts.base import TargetSpec
+from coat.experts.loading import ModelSourceError, check_source, source_kind
 
 DEFAULT_EMOTION_MODEL = "speechbrain/emotion-recognition-wav2vec2-IEMOCAP"
 # class counts of known speechbrain checkpoints, so specs() (and the cache fingerprint) need not load them
@@ -98,7 +98,7 @@ class SpeechBrainClassifier:
         return torch.cat(scores, 0)
 
 
-class EmotionExpert(Expert):
+class EmotionExpert(WindowedClassifierExpert):
     """Clip- and window-level emotion posteriors.
 
     source: hub id or local folder of the classifier.
@@ -112,6 +112,8 @@ class EmotionExpert(Expert):
     """
 
     name = "emotion"
+    what = "emotion model"
+    clip_target, frames_target = "emotion", "emotion_frames"
 
     def __init__(
         self,
@@ -130,24 +132,17 @@ class EmotionExpert(Expert):
         super().__init__(device)
         if not (clip or frames):
             raise ValueError("emotion expert: at least one of clip / frames must be True")
-        if window_s <= 0 or hop_s <= 0:
-            raise ValueError("emotion expert: window_s and hop_s must be > 0")
+        self._set_windows(window_s, hop_s, clip, frames)
         self.source, self.backend = str(source), resolve_backend(str(source), backend)
-        self.window_s, self.hop_s, self.clip, self.frames = window_s, hop_s, clip, frames
         self.sample_rate = sample_rate
         self.speechbrain_interface = tuple(speechbrain_interface) if speechbrain_interface else None
         self._num_labels = num_labels if num_labels is not None else KNOWN_NUM_LABELS.get(self.source)
         self.segments_per_call = segments_per_call
-        self._classifier = None
 
     def _labels_count(self) -> int:
         if self._num_labels is None:
             if self._classifier is None and self.backend == "transformers":
-                from transformers import AutoConfig
-
-                config = load_pretrained(AutoConfig.from_pretrained, self.source, "emotion model",
-                                         required_file="config.json")
-                self._num_labels = int(config.num_labels)
+                self._num_labels = self._config_num_labels()
             else:
                 if self._classifier is None:
                     self.load()
@@ -169,28 +164,14 @@ class EmotionExpert(Expert):
                 "speechbrain_interface": list(self.speechbrain_interface or []) if self.backend == "speechbrain"
                 else None}
 
-    @property
-    def labels(self) -> list[str]:
-        """Class names, in target order (loads the model)."""
-        if self._classifier is None:
-            self.load()
-            self._loaded = True
-        return self._classifier.labels
-
     def load(self) -> None:
         if self.backend == "transformers":
-            self._classifier = HFAudioClassifier(self.source, "emotion model", self.device, self.sample_rate,
+            self._classifier = HFAudioClassifier(self.source, self.what, self.device, self.sample_rate,
                                                  self.segments_per_call)
         else:
             module, classname = self.speechbrain_interface or (None, None)
             self._classifier = SpeechBrainClassifier(self.source, self.device, module, classname,
                                                      self.segments_per_call)
 
-    def compute(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, np.ndarray]]:
-        hop, window = round(self.hop_s * self.sample_rate), round(self.window_s * self.sample_rate)
-        frame_spec = next((s for s in self.specs() if s.name == "emotion_frames"), None)
-        counts = [frame_spec.num_frames(int(n)) for n in lengths.tolist()] if frame_spec else None
-        segments, owners = segment_batch(waveforms, lengths, counts, hop, window, clip=self.clip)
-        posteriors = torch.softmax(self._classifier(segments), dim=-1)
-        return gather_targets(posteriors, owners, len(lengths), "emotion" if self.clip else None,
-                              "emotion_frames" if self.frames else None)
+    def posteriors(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=-1)

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
-from coat.experts.audio_classification import HFAudioClassifier, gather_targets, segment_batch
-from coat.experts.base import Expert, TargetSpec
-from coat.experts.loading import load_pretrained
+from coat.experts.audio_classification import HFAudioClassifier, WindowedClassifierExpert
+from coat.experts.base import TargetSpec
 
 DEFAULT_SOUND_EVENT_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"
 KNOWN_NUM_LABELS = {DEFAULT_SOUND_EVENT_MODEL: 527}  # AudioSet: specs() need not reach the hub
 
 
-class SoundEventExpert(Expert):
+class SoundEventExpert(WindowedClassifierExpert):
     """Windowed multi-label sound-event posteriors.
 
     source: hub id or local folder of the tagger.
@@ -37,6 +35,8 @@ class SoundEventExpert(Expert):
     """
 
     name = "sound_event"
+    what = "sound-event model"
+    clip_target, frames_target = "sound_event", "sound_event_frames"
 
     def __init__(
         self,
@@ -49,20 +49,14 @@ class SoundEventExpert(Expert):
         device: str | torch.device = "cpu",
     ):
         super().__init__(device)
-        if window_s <= 0 or hop_s <= 0:
-            raise ValueError("sound_event expert: window_s and hop_s must be > 0")
-        self.source, self.window_s, self.hop_s, self.clip = str(source), window_s, hop_s, clip
+        self._set_windows(window_s, hop_s, clip, frames=True)
+        self.source = str(source)
         self.sample_rate, self.segments_per_call = sample_rate, segments_per_call
         self._num_labels: int | None = KNOWN_NUM_LABELS.get(self.source)
-        self._classifier: HFAudioClassifier | None = None
 
     def specs(self) -> tuple[TargetSpec, ...]:
         if self._num_labels is None:
-            from transformers import AutoConfig
-
-            config = load_pretrained(AutoConfig.from_pretrained, self.source, "sound-event model",
-                                     required_file="config.json")
-            self._num_labels = int(config.num_labels)
+            self._num_labels = self._config_num_labels()
         specs = [TargetSpec("sound_event_frames", self.sample_rate, 1.0 / self.hop_s, self._num_labels, "multilabel")]
         if self.clip:
             specs.append(TargetSpec("sound_event", self.sample_rate, None, self._num_labels, "multilabel"))
@@ -72,23 +66,9 @@ class SoundEventExpert(Expert):
         return {"source": self.source, "window_s": self.window_s, "hop_s": self.hop_s, "clip": self.clip,
                 "activation": "sigmoid"}
 
-    @property
-    def labels(self) -> list[str]:
-        """Class names, in target order (loads the model)."""
-        if self._classifier is None:
-            self.load()
-            self._loaded = True
-        return self._classifier.labels
-
     def load(self) -> None:
-        self._classifier = HFAudioClassifier(self.source, "sound-event model", self.device, self.sample_rate,
+        self._classifier = HFAudioClassifier(self.source, self.what, self.device, self.sample_rate,
                                              self.segments_per_call)
 
-    def compute(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, np.ndarray]]:
-        hop, window = round(self.hop_s * self.sample_rate), round(self.window_s * self.sample_rate)
-        frame_spec = self.specs()[0]
-        counts = [frame_spec.num_frames(int(n)) for n in lengths.tolist()]
-        segments, owners = segment_batch(waveforms, lengths, counts, hop, window, clip=self.clip)
-        posteriors = torch.sigmoid(self._classifier(segments))
-        return gather_targets(posteriors, owners, len(lengths), "sound_event" if self.clip else None,
-                              "sound_event_frames")
+    def posteriors(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)
