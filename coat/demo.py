@@ -304,7 +304,8 @@ def train_config(config: DemoConfig, variant: str, model_dir: Path, seed: int, o
         lora=config.lora,
         stages=stages,
         training=TrainingSettings(output_dir=str(output_dir), seed=seed, per_device_batch_size=t.batch_size,
-                                  logging_steps=max(1, t.steps // 10), save_steps=10**9, save_total_limit=1),
+                                  logging_steps=max(1, t.steps // 10), save_steps=10**9, save_total_limit=1,
+                                  progress=False),
     )
 
 
@@ -350,6 +351,7 @@ def run_demo(config: DemoConfig, log=print) -> dict:
 
     torch.set_num_threads(config.threads)
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # the demo logs its own lines; no weight-loading bars
     start = time.time()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

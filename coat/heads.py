@@ -6,7 +6,7 @@ and predicts that target's F frames, ``(n_spans, F, dim)`` (F = 1 for clip-level
 that cross-attend to the projected thinking states: the prediction is frame-level, so the K positions
 must encode the whole acoustic timeline. ``linear`` and ``mlp`` heads on mean-pooled states are the
 ablation alternatives. Heads output raw scores (logits for ``distribution`` and ``multilabel``); the
-losses in :mod:`coat.losses` apply the matching normalisation, :func:`activate` does it for analysis.
+losses in :mod:`coat.losses` apply the matching normalisation.
 
 Targets are cached at their expert's frame rate with a length that varies per clip;
 :func:`resample_targets` / :func:`prepare_targets` bring them onto the head's F frames.
@@ -33,7 +33,6 @@ Sinusoidal positions are recomputed, not stored.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -220,9 +219,6 @@ class ExpertHeads(nn.ModuleDict):
             raise ValueError(f"no head for target(s) {unknown}; heads: {list(self.keys())}")
         return {name: self[name](thinking, thinking_mask) for name in names}
 
-    def num_frames(self, name: str) -> int:
-        return self.config.frames_for(self.specs[name])
-
     def prepare_targets(
         self, targets: dict[str, Sequence[np.ndarray | torch.Tensor | None]], device: torch.device | str | None = None
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -233,7 +229,7 @@ class ExpertHeads(nn.ModuleDict):
             masks = {k: v.to(device) for k, v in masks.items()}
         return values, masks
 
-    # Config round trip: the model writes this into coat_config.json; save/load below store it as metadata.
+    # Config round trip: the model writes this into coat_config.json (the weights go into coat_model.safetensors).
     def to_dict(self) -> dict:
         return {"hidden_size": self.hidden_size, "head": asdict(self.config),
                 "specs": [s.to_dict() for s in self.specs.values()]}
@@ -241,32 +237,6 @@ class ExpertHeads(nn.ModuleDict):
     @classmethod
     def from_dict(cls, data: dict) -> ExpertHeads:
         return cls([TargetSpec(**s) for s in data["specs"]], data["hidden_size"], HeadConfig(**data["head"]))
-
-    def save(self, path: str) -> None:
-        """Write the heads (weights + config as metadata) to one safetensors file."""
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, path, metadata={"coat_heads": json.dumps(self.to_dict())})
-
-    @classmethod
-    def load(cls, path: str, device: torch.device | str = "cpu") -> ExpertHeads:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(path, framework="pt") as f:
-            heads = cls.from_dict(json.loads(f.metadata()["coat_heads"]))
-        heads.load_state_dict(load_file(path))
-        return heads.to(device)
-
-
-def activate(scores: torch.Tensor, spec: TargetSpec) -> torch.Tensor:
-    """Head scores -> target space: softmax for distributions, sigmoid for multilabel, identity otherwise."""
-    if spec.kind == "distribution":
-        return scores.softmax(dim=-1)
-    if spec.kind == "multilabel":
-        return scores.sigmoid()
-    return scores
 
 
 # ---------------------------------------------------------------------------------------------- resampling

@@ -80,7 +80,6 @@ class ThinkingBatch:
     labels: torch.Tensor | None
     num_spans: torch.Tensor  # (batch,) audio spans (so thinking blocks) per row
     max_spans: int  # num_spans.max(), read once
-    padding_side: str
     # Where the thinking positions went, span by span in row-major order (n_spans * K,) each: their row, their
     # column in the new sequence, and their slot in (batch, max_spans * K) thinking_states.
     think_rows: torch.Tensor | None = None
@@ -147,7 +146,7 @@ def insert_thinking(
     num_spans = ends.sum(1)
     max_spans = int(num_spans.max()) if batch else 0
     if k == 0 or max_spans == 0:
-        return ThinkingBatch(input_ids, attention_mask, labels, num_spans, max_spans, side)
+        return ThinkingBatch(input_ids, attention_mask, labels, num_spans, max_spans)
 
     new_seq = seq + k * max_spans
     # Blocks inserted before token t (strictly): token t moves right by k per block.
@@ -173,5 +172,5 @@ def insert_thinking(
     block_slots = (span_rank[:, None] * k + offsets - 1).reshape(-1)
     out_ids[block_rows, block_pos] = thinking_ids.to(input_ids.device).repeat(rows.numel())
     out_mask[block_rows, block_pos] = 1
-    return ThinkingBatch(out_ids, out_mask, out_labels, num_spans, max_spans, side, block_rows, block_pos,
+    return ThinkingBatch(out_ids, out_mask, out_labels, num_spans, max_spans, block_rows, block_pos,
                          block_slots)

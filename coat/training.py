@@ -106,6 +106,7 @@ class TrainingSettings:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     report_to: list[str] = field(default_factory=list, metadata={"help": "e.g. [tensorboard], [wandb]"})
+    progress: bool = field(default=True, metadata={"help": "the Trainer's progress bar (off: log lines only)"})
 
 
 @dataclass
@@ -263,7 +264,7 @@ def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path):
         save_total_limit=t.save_total_limit, dataloader_num_workers=t.dataloader_num_workers,
         report_to=t.report_to, remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
         ddp_find_unused_parameters=True, use_cpu=not torch.cuda.is_available(), save_only_model=False,
-        disable_tqdm=False,
+        disable_tqdm=not t.progress,
     )
 
 

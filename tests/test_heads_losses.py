@@ -1,13 +1,14 @@
 """Expert heads, target resampling and the distillation losses (coat/heads.py, coat/losses.py)."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from coat.experts.base import TargetSpec
-from coat.heads import ExpertHeads, HeadConfig, activate, prepare_targets, resample_targets
+from coat.heads import ExpertHeads, HeadConfig, prepare_targets, resample_targets
 from coat.losses import LOSS_FUNCTIONS, distillation_losses, target_loss
 
 HIDDEN, K = 32, 4
@@ -44,7 +45,6 @@ def test_head_shapes(head_type):
     heads.eval()
     a, b = heads(thinking, mask)["phones"], heads(changed, mask)["phones"]
     torch.testing.assert_close(a[2], b[2])
-    assert torch.allclose(activate(a, PHONES).sum(-1), torch.ones(3, 12))
 
 
 def test_head_config_and_names_are_checked():
@@ -223,14 +223,20 @@ def test_transformer_head_learns_a_frame_level_distribution():
 
 
 @pytest.mark.parametrize("head_type", ["transformer", "linear", "mlp"])
-def test_heads_save_and_load_with_safetensors(tmp_path, head_type):
+def test_heads_rebuild_from_their_config_and_state_dict(tmp_path, head_type):
+    """What CoATModel.save_pretrained / from_pretrained do with the heads: to_dict() into coat_config.json, the
+    state dict into a safetensors file, then from_dict() and load_state_dict()."""
+    from safetensors.torch import load_file, save_file
+
     torch.manual_seed(0)
     heads = ExpertHeads(SPECS, HIDDEN, small_config(type=head_type, dropout=0.1)).eval()
     for p in heads.parameters():  # move off the init (zero query bias, unit norms) so the check means something
         p.data.add_(torch.randn_like(p) * 0.02)
     thinking = torch.randn(2, K, HIDDEN)
-    heads.save(tmp_path / "heads.safetensors")
-    loaded = ExpertHeads.load(tmp_path / "heads.safetensors").eval()
+    save_file({k: v.contiguous() for k, v in heads.state_dict().items()}, tmp_path / "heads.safetensors")
+    loaded = ExpertHeads.from_dict(json.loads(json.dumps(heads.to_dict())))
+    loaded.load_state_dict(load_file(tmp_path / "heads.safetensors"))
+    loaded.eval()
     assert loaded.to_dict() == heads.to_dict()
     assert list(loaded.state_dict()) == list(heads.state_dict())
     assert all(key.split(".")[0] in heads.specs for key in heads.state_dict())

@@ -27,7 +27,7 @@ def test_insert_after_end_token_with_left_padding_and_two_spans():
         [[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1]],
         [[-100, -100, -100, -100, -100, -100, -100, 4], [-100, -100, -100, -100, -100, -100, 3, 4]],
     )
-    assert out.padding_side == "left"
+    assert padding_side_of(out.attention_mask) == "left"
     assert out.input_ids.tolist() == [
         [5, A, A, END, T1, T2, 3, A, END, T1, T2, 4],
         [P, P, P, P, P, 5, A, END, T1, T2, 3, 4],
@@ -42,7 +42,7 @@ def test_insert_after_end_token_with_left_padding_and_two_spans():
 
 def test_insert_without_end_token_and_right_padding():
     out = _insert([[5, A, A, 3, P], [A, 4, A, A, 6]], [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], end=None)
-    assert out.padding_side == "right"
+    assert padding_side_of(out.attention_mask) == "right"
     assert out.input_ids.tolist() == [[5, A, A, T1, T2, 3, P, P, P], [A, T1, T2, 4, A, A, T1, T2, 6]]
     assert out.attention_mask.tolist() == [[1, 1, 1, 1, 1, 1, 0, 0, 0], [1] * 9]
 
