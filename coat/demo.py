@@ -107,7 +107,7 @@ class PretrainConfig:
 class VariantTraining:
     """The budget every variant gets (same steps, learning rate and data)."""
 
-    steps: int = 300
+    steps: int = 500
     learning_rate: float = 5e-3
     batch_size: int = 16
     heads_warmup_steps: int = field(

@@ -370,7 +370,9 @@ def prepare_active_targets(
     unknown = sorted(set(targets) - set(specs))
     if unknown:
         raise ValueError(f"expert_targets has target(s) {unknown} without a head; heads: {sorted(specs)}")
-    active = {n for n in targets if weights.get(n, 1.0) != 0.0}
-    needed = active | {specs[n].weight_by for n in active if specs[n].weight_by is not None}
+    # a list in the order of ``targets``, not a set: the losses are summed in this order, and a set's order
+    # changes with each process's string hash seed, so two runs of the same command would round differently
+    active = [n for n in targets if weights.get(n, 1.0) != 0.0]
+    needed = set(active) | {specs[n].weight_by for n in active if specs[n].weight_by is not None}
     values, masks = prepare_targets({n: targets[n] for n in targets if n in needed}, specs, config)
     return PreparedTargets({n: values[n] for n in active}, {n: masks[n] for n in active})

@@ -2,6 +2,9 @@
 cached pre-trained model, and the config file. The full 3-seed check is ``slow``."""
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,14 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def quick_runs(tmp_path_factory):
-    """Two quick demos with the same seed sharing one cache: the second reuses the pre-trained model."""
+    """Two quick demos with the same seed sharing one cache: the second reuses the pre-trained model. The second
+    runs as its own process with another string hash seed, as a user's second command would."""
     tmp = tmp_path_factory.mktemp("demo")
-    outs = []
-    for name in ("first", "second"):
-        out = tmp / name
-        assert coat_main(["demo", "--quick", "--output", str(out), f"cache_dir={tmp}/cache"]) == 0
-        outs.append(out)
-    return tmp, outs
+    args = ["demo", "--quick", f"cache_dir={tmp}/cache", "--output"]
+    assert coat_main([*args, str(tmp / "first")]) == 0
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run([sys.executable, "-m", "coat", *args, str(tmp / "second")], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp, [tmp / "first", tmp / "second"]
 
 
 def test_quick_demo_writes_the_report_and_a_reloadable_adapter(quick_runs):

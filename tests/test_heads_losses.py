@@ -246,3 +246,18 @@ def test_heads_rebuild_from_their_config_and_state_dict(tmp_path, head_type):
     a, b = heads(thinking), loaded(thinking)
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_active_targets_keep_the_order_they_came_in():
+    """The expert losses are summed in this order. It must be the caller's (the collator sorts the names), not a
+    set's, whose order follows the process's string hash seed: two runs of one command would round differently."""
+    from coat.heads import prepare_active_targets
+
+    specs = {s.name: s for s in SPECS}
+    rng = np.random.default_rng(0)
+    clips = {s.name: [rng.standard_normal((1 if s.clip_level else 30, s.dim)).astype(np.float32)] for s in SPECS}
+    names = [s.name for s in SPECS]
+    for order in (names, names[::-1], names[2:] + names[:2]):
+        prepared = prepare_active_targets({n: clips[n] for n in order}, specs, small_config(), {"events": 0.0})
+        expected = [n for n in order if n != "events"]
+        assert list(prepared.values) == expected and list(prepared.masks) == expected
