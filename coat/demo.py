@@ -17,7 +17,7 @@ One readable recipe, runnable on a CPU with nothing downloaded:
    of the first seed in ``<output>/adapter/``.
 
 Status: at the defaults this demo does **not** show a CoAT gain over both baselines (3 seeds, test split, overall
-accuracy: LoRA only 0.765 +- 0.017, thinking without experts 0.740 +- 0.012, CoAT 0.754 +- 0.019); ``demo.md``
+accuracy: LoRA only 0.791 +- 0.007, thinking without experts 0.791 +- 0.014, CoAT 0.775 +- 0.010); ``demo.md``
 says whether the check (CoAT above both baselines by more than the seed spread) is met, and it is reported as
 measured.
 
