@@ -32,7 +32,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ import torch
 from coat.config import CoATConfig
 from coat.data.synth import GENERATOR_VERSION, SynthConfig
 from coat.experts.base import ExpertConfig
-from coat.files import config_digest, write_atomic
+from coat.files import atomic_dir, config_digest, write_atomic
 from coat.heads import HeadConfig
 from coat.training import LoraSettings
 
@@ -257,23 +256,17 @@ def pretrained_model(config: DemoConfig, log=print) -> Path:
     if (folder / "config.json").is_file():
         log(f"pre-trained model: reusing {folder}")
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     processor = zoo.build_qwen2_audio_processor(demo_words(), chunk_seconds=config.model.chunk_seconds)
     model = build_small_model(processor, config.model)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"pre-training a {n_params / 1e6:.2f}M-parameter Qwen2-Audio on captions ({config.pretrain.steps} steps)")
     losses = pretrain_captioning(model, processor, config, log)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_dir(folder) as tmp:
         processor.save_pretrained(tmp)
         model.save_pretrained(tmp)
         (tmp / "pretrain.json").write_text(json.dumps({"losses": losses, "seconds": time.time() - start,
                                                        "parameters": n_params}, indent=1))
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"pre-trained in {time.time() - start:.0f} s (caption loss {losses[0]:.2f} -> {losses[-1]:.2f}): {folder}")
     return folder
 

@@ -1,7 +1,8 @@
 """Files written so that a crash never leaves a half-written one under the final name, and config digests.
 
 Every JSON, markdown, CSV, image and weight file the library writes goes through :func:`write_atomic` (or
-:func:`atomic_path` for writers that want a path, like safetensors' ``save_file``).
+:func:`atomic_path` for writers that want a path, like safetensors' ``save_file``); whole folders (a saved model)
+through :func:`atomic_dir`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,21 @@ def atomic_path(target: str | os.PathLike) -> Iterator[str]:
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp folder next to ``target`` (parents created); on success it becomes ``target``, on failure it
+    is removed, so a half-written folder never appears under that name."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

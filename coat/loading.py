@@ -9,12 +9,12 @@ tiny random Qwen2-Audio with a small tokenizer for the synthetic benchmark's tex
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from coat.files import atomic_dir
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Checkpoints whose text-output part is a sub-model: load just that (Qwen2.5-Omni's talker needs files and
@@ -65,16 +65,10 @@ def create_tiny_model(path: str | os.PathLike, seed: int = 0) -> Path:
     path = Path(path)
     if (path / "config.json").is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
+    with atomic_dir(path) as tmp:
         processor = zoo.build_qwen2_audio_processor(synth_words(), chunk_seconds=2)
         processor.save_pretrained(tmp)
         zoo.model_for_processor(processor, seed=seed).save_pretrained(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
