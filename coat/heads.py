@@ -219,16 +219,6 @@ class ExpertHeads(nn.ModuleDict):
             raise ValueError(f"no head for target(s) {unknown}; heads: {list(self.keys())}")
         return {name: self[name](thinking, thinking_mask) for name in names}
 
-    def prepare_targets(
-        self, targets: dict[str, Sequence[np.ndarray | torch.Tensor | None]], device: torch.device | str | None = None
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """:func:`prepare_targets` with these heads' specs and config."""
-        values, masks = prepare_targets(targets, self.specs, self.config)
-        if device is not None:
-            values = {k: v.to(device) for k, v in values.items()}
-            masks = {k: v.to(device) for k, v in masks.items()}
-        return values, masks
-
     # Config round trip: the model writes this into coat_config.json (the weights go into coat_model.safetensors).
     def to_dict(self) -> dict:
         return {"hidden_size": self.hidden_size, "head": asdict(self.config),

@@ -97,7 +97,7 @@ def test_resample_absolute_time_masks_padded_frames():
     assert mask[1].eq(1).all()
     torch.testing.assert_close(values.sum(-1), torch.ones(2, 12))  # padded frames hold a safe uniform row
     heads = ExpertHeads([PHONES], HIDDEN, small_config(max_duration=2.0))
-    v2, m2 = heads.prepare_targets({"phones": clips})
+    v2, m2 = prepare_targets({"phones": clips}, heads.specs, heads.config)
     torch.testing.assert_close(v2["phones"], values)
     torch.testing.assert_close(m2["phones"], mask)
 
@@ -180,7 +180,7 @@ def test_distillation_losses_weights_and_checks():
     batch = {"phones": [random_distributions(rng, 40, 6), random_distributions(rng, 90, 6)],
              "events": [rng.random((10, 5), dtype=np.float32), rng.random((30, 5), dtype=np.float32)],
              "emotion": [random_distributions(rng, 1, 4), random_distributions(rng, 1, 4)]}
-    targets, masks = heads.prepare_targets(batch)
+    targets, masks = prepare_targets(batch, heads.specs, heads.config)
     predictions = heads(torch.randn(2, K, HIDDEN))
     weights = {"phones": 2.0, "events": 0.5, "emotion": 0.0}
     total, per_target = distillation_losses(predictions, targets, masks, specs, weights)
