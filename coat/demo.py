@@ -27,16 +27,19 @@ gives the same table on the same machine.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from coat.config import CoATConfig
@@ -99,7 +102,13 @@ class PretrainConfig:
     learning_rate: float = 2e-3
     warmup_steps: int = 20
     weight_decay: float = 0.01
+    detailed_fraction: float = field(default=1.0, metadata={
+        "help": "share of the clips captioned in detail (synth's captions: note names, pitch direction, loudness "
+                "change, count); the others get event_caption's (the kind of sound, its timbre, the vowel)"})
 
+    def __post_init__(self):
+        if not 0.0 <= self.detailed_fraction <= 1.0:
+            raise ValueError(f"pretrain.detailed_fraction must be in [0, 1], got {self.detailed_fraction}")
 
 
 @dataclass
@@ -135,7 +144,8 @@ class DemoConfig:
         ExpertConfig("pitch", {"model": "tiny", "hop_length": 800}, 0.3), ExpertConfig("reconstruction", {}, 0.5)])
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(
         r=8, alpha=16, dropout=0.0,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        audio_target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
     training: VariantTraining = field(default_factory=VariantTraining)
     eval_batch_size: int = 50
     max_new_tokens: int = 8
@@ -209,6 +219,26 @@ def _caption(text: str, vocab) -> str:
     return " ".join(w for w in text.split() if w in vocab)
 
 
+def event_caption(example: dict) -> str:
+    """What a generic audio captioner (AudioCaps-style) says about a synth clip: the kind of sound, its timbre and
+    the vowel sung (speech content), but not the acoustic detail the QA asks about (which note, pitch direction,
+    loudness change, how many beeps)."""
+    category = example["category"]
+    if category == "note":
+        return f"a {example['timbre']} {example['envelope']} tone"
+    if category == "contour":
+        return f"a {example['timbre']} tone"
+    if category == "loudness":
+        return f"a {example['source']}"
+    if category == "vowel":
+        return example["caption"].split(" sung")[0]
+    if category == "count" or example.get("sound_type") == "beeps":
+        return "short beeps"
+    if category == "sound_type":
+        return re.split(r" at | sweeping ", example["caption"])[0]
+    return example["caption"]
+
+
 def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list[float]:
     """Full fine-tuning on audio -> caption (every weight trains). Returns the loss curve (per step)."""
     from transformers import get_cosine_schedule_with_warmup
@@ -220,8 +250,10 @@ def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list
     synth = SynthConfig(**{**asdict(config.data), "seed": p.data_seed, "train_size": p.examples,
                            "validation_size": 0, "test_size": 0})
     vocab = processor.tokenizer.get_vocab()
-    examples = [{"audio": ex["audio"], "prompt": CAPTION_PROMPT, "answer": _caption(ex["caption"], vocab)}
-                for ex in generate_split(synth, "train")]
+    detailed = np.random.default_rng(p.data_seed).random(p.examples) < p.detailed_fraction
+    examples = [{"audio": ex["audio"], "prompt": CAPTION_PROMPT,
+                 "answer": _caption(ex["caption"] if detailed[i] else event_caption(ex), vocab)}
+                for i, ex in enumerate(generate_split(synth, "train"))]
     collate = CoATCollator(processor)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
@@ -335,16 +367,35 @@ def evaluate(config: DemoConfig, model_dir: Path, adapters: dict[str, Path], out
     return {name: results["models"][name]["synth"]["metrics"] for name in adapters}
 
 
+@contextlib.contextmanager
+def _demo_settings(threads: int):
+    """Fixed CPU threads (reproducible sums) and quiet transformers logging (the demo logs its own lines, no
+    weight-loading bars) while the demo runs; the caller's settings come back afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    before = torch.get_num_threads(), hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    torch.set_num_threads(threads)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        hf_logging.set_verbosity(before[1])
+        if before[2]:
+            hf_logging.enable_progress_bar()
+
+
 def run_demo(config: DemoConfig, log=print) -> dict:
     """Pre-train (or reuse) the small model, train and evaluate the three variants for each seed, write the
     report. Returns ``demo.json``'s content."""
-    from transformers.utils import logging as hf_logging
+    with _demo_settings(config.threads):
+        return _run_demo(config, log)
 
+
+def _run_demo(config: DemoConfig, log) -> dict:
     from coat.training import run_training
 
-    torch.set_num_threads(config.threads)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # the demo logs its own lines; no weight-loading bars
     start = time.time()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -104,18 +104,29 @@ class CoATModel(nn.Module):
         return self.heads
 
     def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05,
-                 target_modules: list[str] | None = None):
-        """Inject PEFT LoRA into the language model's decoder layers (never the audio tower).
+                 target_modules: list[str] | None = None, audio_target_modules: list[str] | None = None):
+        """Inject PEFT LoRA into the language model's decoder layers and, if asked, the audio encoder's layers.
 
         ``target_modules``: module names inside the decoder layers (default: the adapter's, q/k/v/o
-        projections). Returns the ``peft.LoraConfig``. LoRA weights start trainable; the rest keeps its flags.
+        projections). ``audio_target_modules``: module names inside the audio encoder's layers (default: none,
+        the audio encoder stays as it is; the adapter's ``audio_lora_target_modules`` lists what exists, e.g.
+        q/k/v/out_proj, fc1, fc2). Returns the ``peft.LoraConfig``. LoRA weights start trainable; the rest keeps
+        its flags.
         """
         import peft
 
         if self.lora_config is not None:
             raise ValueError("this CoATModel already has LoRA")
-        names = list(target_modules or self.adapter.lora_target_modules)
-        pattern = rf".*language_model\.layers\.\d+\..*\b({'|'.join(map(re.escape, names))})"
+        groups = [(self.adapter.decoder_layers(self.base_model), list(target_modules or
+                                                                       self.adapter.lora_target_modules))]
+        if audio_target_modules:
+            try:
+                audio_layers = self.adapter.audio_layers(self.base_model)
+            except AttributeError:
+                raise ValueError(f"the {self.adapter.model_type} adapter finds no audio encoder layers in "
+                                 f"{type(self.base_model).__name__}; leave audio_target_modules empty") from None
+            groups.append((audio_layers, list(audio_target_modules)))
+        pattern = "|".join(self._layer_pattern(layers, names) for layers, names in groups)
         config = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern)
         flags = {id(p): p.requires_grad for p in self.parameters()}
         peft.inject_adapter_in_model(config, self.base_model)
@@ -125,6 +136,15 @@ class CoATModel(nn.Module):
                 param.requires_grad_(flags[id(param)])
         self.lora_config = config
         return config
+
+    def _layer_pattern(self, layers: nn.ModuleList, names: list[str]) -> str:
+        """A PEFT target regex for the modules called one of ``names`` inside ``layers``, which must have them."""
+        path = next(n for n, m in self.base_model.named_modules() if m is layers)
+        found = {n.rsplit(".", 1)[-1] for n, m in layers.named_modules() if isinstance(m, nn.Linear)}
+        missing = sorted(set(names) - found)
+        if missing:
+            raise ValueError(f"no LoRA target(s) {missing} in {path}; its Linear layers are {sorted(found)}")
+        return rf"{re.escape(path)}\.\d+\..*\b({'|'.join(map(re.escape, names))})"
 
     def coat_parameters(self, parts=("thinking", "heads", "lora")) -> list[nn.Parameter]:
         """The parameters CoAT adds, by part: the thinking table, the expert heads, the LoRA weights."""

@@ -66,6 +66,9 @@ class LoraSettings:
     dropout: float = 0.05
     target_modules: list[str] | None = field(
         default=None, metadata={"help": "module names in the decoder layers (default: the adapter's q/k/v/o)"})
+    audio_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "module names in the audio encoder's layers, e.g. [q_proj, k_proj, v_proj, "
+                                        "out_proj, fc1, fc2] (default: none, the audio encoder stays frozen)"})
 
 
 @dataclass
@@ -200,7 +203,8 @@ def build_model(config: TrainConfig, experts):
     if specs:
         model.add_heads(specs, config.heads, loss_weights(config, experts))
     if any("lora" in stage.train for stage in config.stages):
-        model.add_lora(config.lora.r, config.lora.alpha, config.lora.dropout, config.lora.target_modules)
+        model.add_lora(config.lora.r, config.lora.alpha, config.lora.dropout, config.lora.target_modules,
+                       config.lora.audio_target_modules)
     if config.training.gradient_checkpointing:
         model.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, processor

@@ -9,14 +9,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 
 import coat
 from coat.cli import main as coat_main
 from coat.config_io import ConfigError
-from coat.demo import VARIANTS, DemoConfig, load_demo_config
+from coat.demo import VARIANTS, DemoConfig, event_caption, load_demo_config
 from coat.loading import ModelConfig, load_model_and_processor
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _process_settings():
+    from transformers.utils import logging as hf_logging
+
+    return torch.get_num_threads(), hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +32,9 @@ def quick_runs(tmp_path_factory):
     runs as its own process with another string hash seed, as a user's second command would."""
     tmp = tmp_path_factory.mktemp("demo")
     args = ["demo", "--quick", f"cache_dir={tmp}/cache", "--output"]
+    before = _process_settings()
     assert coat_main([*args, str(tmp / "first")]) == 0
+    assert _process_settings() == before  # the demo's fixed threads and quiet logging do not leak to the caller
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     done = subprocess.run([sys.executable, "-m", "coat", *args, str(tmp / "second")], env=env, cwd=ROOT,
                           capture_output=True, text=True)
@@ -92,3 +101,21 @@ def test_a_nested_override_keeps_the_demo_defaults_of_its_section():
     config = load_demo_config(None, ["data.validation_size=7", "heads.layers=2"])
     assert config.data.train_size == DemoConfig().data.train_size and config.data.validation_size == 7
     assert config.heads.num_frames == DemoConfig().heads.num_frames and config.heads.layers == 2
+
+
+def test_event_captions_name_the_sound_but_not_the_detail_the_questions_ask_about():
+    from coat.data.synth import SynthConfig, generate_split
+
+    examples = generate_split(SynthConfig(train_size=60, validation_size=0, test_size=0), "train")
+    for ex in examples:
+        caption = event_caption(ex)
+        assert caption and caption in ex["caption"] or ex["category"] == "count" or ex["answer"] == "beeps", ex["id"]
+        words = set(caption.split())
+        if ex["category"] in ("note", "count"):
+            assert ex["answer"] not in words, (caption, ex["answer"])
+        if ex["category"] in ("contour", "loudness"):
+            assert not words & {"rises", "falls", "steady", "louder", "softer", "equally"}, caption
+        assert not any(w.isdigit() for w in words), caption
+    assert {event_caption(ex) for ex in examples if ex["category"] == "count"} == {"short beeps"}
+    with pytest.raises(ValueError, match="detailed_fraction"):
+        load_demo_config(None, ["pretrain.detailed_fraction=1.5"])

@@ -205,3 +205,42 @@ def test_unwrap_gives_back_the_base_model_exactly(load_tiny, tmp_path):
         assert torch.equal(base(**inputs).logits, expected)
     again = coat.CoATModel.from_pretrained(base, tmp_path)  # loads cleanly into the restored base
     assert again.lora_config is not None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lora_goes_into_the_audio_encoder_only_when_asked(family, load_tiny, tmp_path):
+    base = load_tiny(family)
+    inputs = zoo.make_inputs(base, audios_per_prompt=[1], seed=21)
+
+    def lora_layers(model):
+        return {name.split(".layers.")[0] for name, _ in model.base_model.named_parameters() if "lora_A" in name}
+
+    text_only = coat.wrap(base, num_thinking=4)
+    text_only.add_lora(r=4, alpha=8, dropout=0.0)
+    assert lora_layers(text_only) == {"model.language_model"}
+    text_only.unwrap()
+
+    model = coat.wrap(base, num_thinking=4)
+    model.add_lora(r=4, alpha=8, dropout=0.0, audio_target_modules=["q_proj", "fc1"])
+    assert lora_layers(model) == {"model.language_model", "model.audio_tower"}
+    audio = {n.split(".layers.")[1].split(".lora_A")[0].split(".", 1)[1]
+             for n, _ in model.base_model.named_parameters() if "lora_A" in n and "audio_tower" in n}
+    assert audio == {"self_attn.q_proj", "fc1"}
+    for param in model.coat_parameters(("lora",)):
+        param.data.normal_(std=0.02)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    model.save_pretrained(tmp_path)
+    model.unwrap()
+    again = coat.CoATModel.from_pretrained(load_tiny(family), tmp_path)
+    with torch.no_grad():
+        assert torch.equal(again(**inputs).logits, expected)
+
+
+def test_lora_names_that_are_not_in_the_layers_are_an_error(load_tiny):
+    model = coat.wrap(load_tiny("qwen2_audio"), num_thinking=4)
+    with pytest.raises(ValueError, match=r"no LoRA target\(s\) \['o_proj'\] in model.audio_tower.layers"):
+        model.add_lora(audio_target_modules=["q_proj", "o_proj"])
+    with pytest.raises(ValueError, match="out_proj"):
+        model.add_lora(target_modules=["out_proj"])
+    assert model.lora_config is None

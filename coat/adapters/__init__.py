@@ -22,6 +22,11 @@ def _language_model_layers(model: nn.Module) -> nn.ModuleList:
     return model.model.language_model.layers
 
 
+def _audio_tower_layers(model: nn.Module) -> nn.ModuleList:
+    """``model.model.audio_tower.layers``: the Whisper-style encoder layers of every family here."""
+    return model.model.audio_tower.layers
+
+
 @dataclass(frozen=True)
 class Adapter:
     """How CoAT plugs into one model family.
@@ -33,6 +38,8 @@ class Adapter:
     text_model: the loaded model -> the module CoAT wraps and generates with (text output).
     decoder_layers: the wrapped module -> its decoder layers (for ``thinking_layer`` and LoRA).
     lora_target_modules: default LoRA targets inside the language model.
+    audio_layers: the wrapped module -> its audio encoder's layers (for LoRA in the audio encoder, opt-in).
+    audio_lora_target_modules: the Linear layers inside those layers that ``audio_lora=True`` targets.
     check_inputs: optional ``(wrapped_module, input_ids, attention_mask, kwargs) -> None`` that raises on
         inputs the base model would silently get wrong (for models whose own forward does not check).
     """
@@ -43,6 +50,8 @@ class Adapter:
     text_model: Callable[[nn.Module], nn.Module] = _self
     decoder_layers: Callable[[nn.Module], nn.ModuleList] = _language_model_layers
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    audio_layers: Callable[[nn.Module], nn.ModuleList] = _audio_tower_layers
+    audio_lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
     check_inputs: Callable | None = None
 
 
