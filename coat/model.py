@@ -108,9 +108,9 @@ class CoATModel(nn.Module):
         """Inject PEFT LoRA into the language model's decoder layers and, if asked, the audio encoder's layers.
 
         ``target_modules``: module names inside the decoder layers (default: the adapter's, q/k/v/o
-        projections). ``audio_target_modules``: module names inside the audio encoder's layers (default: none,
-        the audio encoder stays as it is; the adapter's ``audio_lora_target_modules`` lists what exists, e.g.
-        q/k/v/out_proj, fc1, fc2). Returns the ``peft.LoraConfig``. LoRA weights start trainable; the rest keeps
+        projections). ``audio_target_modules``: module names inside the audio encoder's layers (the adapter's
+        ``audio_layers``), e.g. q/k/v/out_proj, fc1, fc2; default none: the audio encoder stays as it is. A name
+        the layers lack is an error. Returns the ``peft.LoraConfig``. LoRA weights start trainable; the rest keeps
         its flags.
         """
         import peft

@@ -39,7 +39,6 @@ class Adapter:
     decoder_layers: the wrapped module -> its decoder layers (for ``thinking_layer`` and LoRA).
     lora_target_modules: default LoRA targets inside the language model.
     audio_layers: the wrapped module -> its audio encoder's layers (for LoRA in the audio encoder, opt-in).
-    audio_lora_target_modules: the Linear layers inside those layers that ``audio_lora=True`` targets.
     check_inputs: optional ``(wrapped_module, input_ids, attention_mask, kwargs) -> None`` that raises on
         inputs the base model would silently get wrong (for models whose own forward does not check).
     """
@@ -51,7 +50,6 @@ class Adapter:
     decoder_layers: Callable[[nn.Module], nn.ModuleList] = _language_model_layers
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     audio_layers: Callable[[nn.Module], nn.ModuleList] = _audio_tower_layers
-    audio_lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
     check_inputs: Callable | None = None
 
 
