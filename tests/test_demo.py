@@ -89,8 +89,9 @@ def test_demo_yaml_is_the_dataclass_defaults_and_overrides_apply():
 @pytest.mark.slow
 def test_full_demo_three_seeds_coat_beats_both_baselines(tmp_path):
     """The issue's check: over 3 seeds, CoAT's mean test accuracy is above both baselines by more than the
-    seed spread (about 8 minutes on 2 CPU cores). Not met yet at the current defaults (CoAT 0.305 +- 0.043 vs
-    LoRA only 0.354 +- 0.017 and thinking 0.342 +- 0.027, test split, 3 seeds): this test fails until it is."""
+    seed spread (about 15 minutes on 2 CPU cores from an empty cache). Not met at the current defaults (CoAT
+    0.775 +- 0.010 vs LoRA only 0.791 +- 0.007 and thinking 0.791 +- 0.014, test split, 3 seeds): this test fails
+    until it is."""
     assert coat_main(["demo", "--seeds", "3", "--output", str(tmp_path / "out"),
                       f"cache_dir={tmp_path}/cache"]) == 0
     report = json.loads((tmp_path / "out" / "demo.json").read_text())
