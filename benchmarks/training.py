@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,7 @@ from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
 from coat.experts.base import TargetSpec  # noqa: E402
 from coat.heads import HeadConfig, prepare_active_targets  # noqa: E402
+from coat.model import lora_target_pattern  # noqa: E402
 
 SUBJECT = "training"
 VARIANTS = ("lora", "coat text", "coat")
@@ -75,16 +77,12 @@ def random_targets(clip_seconds: list[float], seed: int = 0) -> dict[str, list[n
 
 
 def lora_target_names(model: torch.nn.Module) -> list[str]:
-    """Full names of the adapter's LoRA targets inside the language model's decoder layers (not the audio tower)."""
+    """Full names of the adapter's LoRA targets inside the language model's decoder layers (not the audio tower):
+    what ``CoATModel.add_lora`` targets, found with the same pattern."""
     adapter = get_adapter(model)
-    text_model = adapter.text_model(model)
-    layers = adapter.decoder_layers(text_model)
-    names = {id(m): n for n, m in model.named_modules()}
-    wanted = set(adapter.lora_target_modules)
-    out = [f"{names[id(layers)]}.{n}" for n, _ in layers.named_modules() if n.rsplit(".", 1)[-1] in wanted]
-    if not out:
-        raise RuntimeError(f"no LoRA targets {sorted(wanted)} in the decoder layers of {type(model).__name__}")
-    return out
+    layers = adapter.decoder_layers(adapter.text_model(model))
+    pattern = lora_target_pattern(model, layers, adapter.lora_target_modules)
+    return [n for n, _ in model.named_modules() if re.fullmatch(pattern, n)]
 
 
 class Setup:

@@ -45,6 +45,17 @@ _REFUSED = {
 }
 
 
+def lora_target_pattern(root: nn.Module, layers: nn.ModuleList, names) -> str:
+    """A PEFT ``target_modules`` regex, relative to ``root``, for the Linear layers called one of ``names`` inside
+    ``layers`` (a model's decoder or audio encoder layers). A name the layers lack is an error."""
+    path = next(n for n, m in root.named_modules() if m is layers)
+    found = {n.rsplit(".", 1)[-1] for n, m in layers.named_modules() if isinstance(m, nn.Linear)}
+    missing = sorted(set(names) - found)
+    if missing:
+        raise ValueError(f"no LoRA target(s) {missing} in {path}; its Linear layers are {sorted(found)}")
+    return rf"{re.escape(path)}\.\d+\..*\b({'|'.join(map(re.escape, names))})"
+
+
 class CoATModel(nn.Module):
     """A base LALM with a thinking table. Build it with :func:`coat.wrap`.
 
@@ -126,7 +137,7 @@ class CoATModel(nn.Module):
                 raise ValueError(f"the {self.adapter.model_type} adapter finds no audio encoder layers in "
                                  f"{type(self.base_model).__name__}; leave audio_target_modules empty") from None
             groups.append((audio_layers, list(audio_target_modules)))
-        pattern = "|".join(self._layer_pattern(layers, names) for layers, names in groups)
+        pattern = "|".join(lora_target_pattern(self.base_model, layers, names) for layers, names in groups)
         config = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern)
         flags = {id(p): p.requires_grad for p in self.parameters()}
         peft.inject_adapter_in_model(config, self.base_model)
@@ -136,15 +147,6 @@ class CoATModel(nn.Module):
                 param.requires_grad_(flags[id(param)])
         self.lora_config = config
         return config
-
-    def _layer_pattern(self, layers: nn.ModuleList, names: list[str]) -> str:
-        """A PEFT target regex for the modules called one of ``names`` inside ``layers``, which must have them."""
-        path = next(n for n, m in self.base_model.named_modules() if m is layers)
-        found = {n.rsplit(".", 1)[-1] for n, m in layers.named_modules() if isinstance(m, nn.Linear)}
-        missing = sorted(set(names) - found)
-        if missing:
-            raise ValueError(f"no LoRA target(s) {missing} in {path}; its Linear layers are {sorted(found)}")
-        return rf"{re.escape(path)}\.\d+\..*\b({'|'.join(map(re.escape, names))})"
 
     def coat_parameters(self, parts=("thinking", "heads", "lora")) -> list[nn.Parameter]:
         """The parameters CoAT adds, by part: the thinking table, the expert heads, the LoRA weights."""
