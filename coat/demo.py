@@ -106,6 +106,11 @@ class PretrainConfig:
         "help": "share of the clips captioned in detail (synth's captions: note names, pitch direction, loudness "
                 "change, count); the others get event_caption's (the kind of sound, its timbre, the vowel)"})
 
+    text_captions: bool = field(default=False, metadata={
+        "help": "the clips not captioned in detail also give their detailed caption as a text-only example (no "
+                "audio): the language model learns the words, as a real LALM's does from text, while the audio "
+                "encoder is not taught the detail"})
+
     def __post_init__(self):
         if not 0.0 <= self.detailed_fraction <= 1.0:
             raise ValueError(f"pretrain.detailed_fraction must be in [0, 1], got {self.detailed_fraction}")
@@ -250,9 +255,12 @@ def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list
                            "validation_size": 0, "test_size": 0})
     vocab = processor.tokenizer.get_vocab()
     detailed = np.random.default_rng(p.data_seed).random(p.examples) < p.detailed_fraction
-    examples = [{"audio": ex["audio"], "prompt": CAPTION_PROMPT,
-                 "answer": _caption(ex["caption"] if detailed[i] else event_caption(ex), vocab)}
-                for i, ex in enumerate(generate_split(synth, "train"))]
+    examples = []
+    for i, ex in enumerate(generate_split(synth, "train")):
+        examples.append({"audio": ex["audio"], "prompt": CAPTION_PROMPT,
+                         "answer": _caption(ex["caption"] if detailed[i] else event_caption(ex), vocab)})
+        if p.text_captions and not detailed[i]:
+            examples.append({"audio": None, "prompt": CAPTION_PROMPT, "answer": _caption(ex["caption"], vocab)})
     collate = CoATCollator(processor)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
@@ -263,9 +271,11 @@ def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list
     for step in range(p.steps):
         if len(order) < p.batch_size:
             order += torch.randperm(len(examples), generator=g).tolist()
-        batch = collate([examples[i] for i in order[:p.batch_size]])
+        chosen = [examples[i] for i in order[:p.batch_size]]
         order = order[p.batch_size:]
-        loss = model(**batch).loss
+        # text-only examples (text_captions) go in their own batch; the loss is the per-example weighted mean
+        parts = [[ex for ex in chosen if ex["audio"] is not None], [ex for ex in chosen if ex["audio"] is None]]
+        loss = sum(model(**collate(part)).loss * len(part) for part in parts if part) / len(chosen)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -120,3 +120,49 @@ def test_event_captions_name_the_sound_but_not_the_detail_the_questions_ask_abou
     assert {event_caption(ex) for ex in examples if ex["category"] == "count"} == {"short beeps"}
     with pytest.raises(ValueError, match="detailed_fraction"):
         load_demo_config(None, ["pretrain.detailed_fraction=1.5"])
+
+
+def test_text_captions_teach_the_detail_words_as_text_only_examples():
+    """pretrain.text_captions: the clips captioned by event_caption also give their detailed caption as a text-only
+    example (no audio features in its batch); the language model then predicts the detail words better than
+    without, from the same clips and steps."""
+    import numpy as np
+
+    from coat import zoo
+    from coat.data.collate import CoATCollator
+    from coat.data.synth import SynthConfig, generate_split
+    from coat.demo import (
+        CAPTION_PROMPT,
+        PretrainConfig,
+        SmallModelConfig,
+        _caption,
+        build_small_model,
+        demo_words,
+        pretrain_captioning,
+    )
+
+    processor = zoo.build_qwen2_audio_processor(demo_words(), chunk_seconds=2)
+    collate = CoATCollator(processor)
+    vocab = processor.tokenizer.get_vocab()
+    held_out = [{"audio": None, "prompt": CAPTION_PROMPT, "answer": _caption(ex["caption"], vocab)}
+                for ex in generate_split(SynthConfig(seed=7, train_size=24, validation_size=0, test_size=0), "train")]
+    batch = collate(held_out)
+    assert "input_features" not in batch and processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>") not in \
+        batch["input_ids"]
+    n_answer = len(processor.tokenizer(held_out[0]["answer"] + "<|im_end|>", add_special_tokens=False)["input_ids"])
+    assert int((batch["labels"][0] != -100).sum()) == n_answer
+    with pytest.raises(ValueError, match="text-only"):
+        collate([held_out[0], {**held_out[1], "audio": np.zeros(16000, np.float32)}])
+
+    small = SmallModelConfig(hidden_size=32, intermediate_size=64, layers=1, attention_heads=2, kv_heads=1,
+                             audio_d_model=16, audio_layers=1, audio_heads=2, audio_ffn=32)
+    losses = {}
+    for text_captions in (False, True):
+        config = DemoConfig(model=small, data=SynthConfig(train_size=1, validation_size=1, test_size=1),
+                            pretrain=PretrainConfig(examples=24, steps=30, batch_size=8, learning_rate=3e-3,
+                                                    detailed_fraction=0.0, text_captions=text_captions))
+        model = build_small_model(processor, small)
+        pretrain_captioning(model, processor, config, log=lambda *_: None)
+        with torch.no_grad():
+            losses[text_captions] = float(model(**batch).loss)
+    assert losses[True] < losses[False], losses

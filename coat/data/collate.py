@@ -78,6 +78,9 @@ class CoATCollator:
     The answer is appended as the chat template closes an assistant turn; its tokens are counted by
     tokenising that suffix alone, so the template's boundary after the generation prompt must not merge
     tokens (true of the supported families' templates, which end the prompt in a newline).
+
+    A batch whose examples all have ``audio`` None is text-only: the prompt has no audio placeholder and the batch
+    no audio features (the demo's pre-training teaches words that way). A batch cannot mix the two.
     """
 
     def __init__(self, processor, sampling_rate: int | None = None, heads=None, weights: dict | None = None):
@@ -90,24 +93,31 @@ class CoATCollator:
         self.head_config = heads.config if heads is not None else None
         self.weights = dict(weights or {})
 
-    def _suffix(self, prompt: str, answer: str, user_text: str) -> str:
-        full = self.processor.apply_chat_template(
-            user_messages(user_text) + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}],
-            tokenize=False)
+    def _suffix(self, prompt: str, answer: str, user_text: str, num_audios: int = 1) -> str:
+        reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+        full = self.processor.apply_chat_template(user_messages(user_text, num_audios) + [reply], tokenize=False)
         if full.startswith(prompt):
             return full[len(prompt):].rstrip()
         return answer + (self.tokenizer.eos_token or "")
 
     def __call__(self, examples: list[dict]) -> dict:
+        audios = [ex.get("audio") for ex in examples]
+        text_only = all(audio is None for audio in audios)
+        if not text_only and any(audio is None for audio in audios):
+            raise ValueError("a batch mixes examples with audio and text-only examples (audio None); "
+                             "collate them in separate batches")
+        num_audios = 0 if text_only else 1
         texts, n_answer = [], []
         for ex in examples:
-            prompt = prompt_text(self.processor, ex["prompt"])
-            suffix = self._suffix(prompt, ex["answer"], ex["prompt"])
+            prompt = prompt_text(self.processor, ex["prompt"], num_audios)
+            suffix = self._suffix(prompt, ex["answer"], ex["prompt"], num_audios)
             texts.append(prompt + suffix)
             n_answer.append(len(self.tokenizer(suffix, add_special_tokens=False)["input_ids"]))
-        batch = self.processor(text=texts, audio=[ex["audio"] for ex in examples], sampling_rate=self.sampling_rate,
-                               padding=True, return_tensors="pt")
-        batch = dict(batch)
+        if text_only:
+            batch = dict(self.tokenizer(texts, padding=True, return_tensors="pt"))
+        else:
+            batch = dict(self.processor(text=texts, audio=audios, sampling_rate=self.sampling_rate, padding=True,
+                                        return_tensors="pt"))
         mask = batch["attention_mask"]
         # The answer is the last n valid tokens of each row, whichever side the padding is on.
         from_end = mask.flip(1).cumsum(1).flip(1)  # valid tokens from here to the row's end
