@@ -53,7 +53,7 @@ VARIANTS = ("no_thinking", "thinking", "coat")
 VARIANT_HELP = {
     "no_thinking": "no thinking block (LoRA only)",
     "thinking": "thinking block, no experts (pause-style)",
-    "coat": "CoAT: thinking + expert heads (pitch, log-mel)",
+    "coat": "CoAT: thinking + expert heads (pitch)",
 }
 CAPTION_PROMPT = "Describe the audio."
 
@@ -102,11 +102,11 @@ class PretrainConfig:
     learning_rate: float = 2e-3
     warmup_steps: int = 20
     weight_decay: float = 0.01
-    detailed_fraction: float = field(default=1.0, metadata={
+    detailed_fraction: float = field(default=0.0, metadata={
         "help": "share of the clips captioned in detail (synth's captions: note names, pitch direction, loudness "
                 "change, count); the others get event_caption's (the kind of sound, its timbre, the vowel)"})
 
-    text_captions: bool = field(default=False, metadata={
+    text_captions: bool = field(default=True, metadata={
         "help": "the clips not captioned in detail also give their detailed caption as a text-only example (no "
                 "audio): the language model learns the words, as a real LALM's does from text, while the audio "
                 "encoder is not taught the detail"})
@@ -142,14 +142,15 @@ class DemoConfig:
     data: SynthConfig = field(default_factory=lambda: SynthConfig(train_size=600, validation_size=300, test_size=600))
     eval_split: str = field(default="test", metadata={"help": "test, or validation for design choices"})
     num_thinking: int = 8
-    thinking_layer: int = -1
+    thinking_layer: int = field(default=0, metadata={"help": "decoder layer whose thinking states the heads read"})
     heads: HeadConfig = field(default_factory=lambda: HeadConfig(num_frames=16, d_model=64, layers=1, heads=4,
                                                                  dropout=0.0))
     experts: list[ExpertConfig] = field(default_factory=lambda: [
-        ExpertConfig("pitch", {"model": "tiny", "hop_length": 800}, 0.3), ExpertConfig("reconstruction", {}, 0.5)])
+        ExpertConfig("pitch", {"model": "tiny", "hop_length": 800}, 0.3)])
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(
         r=8, alpha=16, dropout=0.0,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        audio_target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
     training: VariantTraining = field(default_factory=VariantTraining)
     eval_batch_size: int = 50
     max_new_tokens: int = 8
