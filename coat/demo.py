@@ -4,22 +4,26 @@ One readable recipe, runnable on a CPU with nothing downloaded:
 
 1. **A small LALM of a real family.** A Qwen2-Audio (``Qwen2AudioForConditionalGeneration``, wider than the test
    models: :class:`SmallModelConfig`) with a word-level tokenizer for the benchmark's text, **pre-trained from
-   scratch** on the benchmark's text-aligned task (audio -> the clip's caption, full fine-tuning of audio tower,
-   projector and language model) on clips of its own seed, so that its states are shaped for text before CoAT
-   sees it. Saved with ``save_pretrained`` to a folder keyed by a hash of its settings and loaded back with
-   ``from_pretrained``: a second run with the same settings reuses it.
+   scratch** (full fine-tuning of audio tower, projector and language model) on clips of its own seed, so that its
+   states are shaped for text before CoAT sees it. By default its audio is captioned the way a generic captioner
+   would (:func:`event_caption`: the kind of sound, its timbre, the vowel), while the detailed captions (note,
+   pitch direction, loudness change, count) come as text-only examples: the language model knows the words, as a
+   real LALM's does from text, but the audio encoder is never taught the acoustic detail. Saved with
+   ``save_pretrained`` to a folder keyed by a hash of its settings and loaded back with ``from_pretrained``: a
+   second run with the same settings reuses it.
 2. **Three variants, one budget, one seed each**, trained with :func:`coat.training.run_training` on the same QA
-   train split: ``no_thinking`` (LoRA only), ``thinking`` (K thinking positions + LoRA, no expert loss: the
-   pause-token baseline) and ``coat`` (thinking + expert heads + LoRA, with the CREPE-tiny pitch and log-mel
-   reconstruction losses). Expert targets are computed once into the target cache (``coat targets``' code).
+   train split, all with LoRA in the language model and the audio encoder: ``no_thinking`` (LoRA only),
+   ``thinking`` (K thinking positions + LoRA, no expert loss: the pause-token baseline) and ``coat`` (thinking +
+   expert heads + LoRA, with the CREPE-tiny pitch loss on the thinking states after decoder layer 0). Expert
+   targets are computed once into the target cache (``coat targets``' code).
 3. **Evaluation** with :func:`coat.evaluation.run_eval` (multiple choice, greedy, per-category accuracy) on the
    test split; ``<output>/demo.md`` (mean +- std over seeds), ``demo.png``, ``demo.json``, and the CoAT adapter
    of the first seed in ``<output>/adapter/``.
 
-Status: at the defaults this demo does **not** show a CoAT gain over both baselines (3 seeds, test split, overall
-accuracy: LoRA only 0.791 +- 0.007, thinking without experts 0.791 +- 0.014, CoAT 0.775 +- 0.010; with LoRA in the
-audio encoder for every variant, ``lora.audio_target_modules``, 0.791 / 0.792 / 0.777). ``demo.md`` says whether
-the check (CoAT above both baselines by more than the seed spread) is met, and it is reported as measured.
+Status (3 seeds, test split, overall accuracy): CoAT 0.471 +- 0.006, LoRA only 0.459 +- 0.005, thinking without
+experts 0.441 +- 0.007: the check (CoAT above both baselines by more than the seed spread) is met, narrowly. The
+gain is on note and pitch contour; CoAT loses some vowel accuracy. ``demo.md`` says whether the check is met, as
+measured. The README lists the other designs tried.
 
 Determinism: every random draw is seeded (model init, pre-training order, variant seeds), so the same command
 gives the same table on the same machine.
@@ -53,7 +57,7 @@ VARIANTS = ("no_thinking", "thinking", "coat")
 VARIANT_HELP = {
     "no_thinking": "no thinking block (LoRA only)",
     "thinking": "thinking block, no experts (pause-style)",
-    "coat": "CoAT: thinking + expert heads (pitch)",
+    "coat": "CoAT: thinking + expert heads",
 }
 CAPTION_PROMPT = "Describe the audio."
 
@@ -105,13 +109,13 @@ class PretrainConfig:
     detailed_fraction: float = field(default=0.0, metadata={
         "help": "share of the clips captioned in detail (synth's captions: note names, pitch direction, loudness "
                 "change, count); the others get event_caption's (the kind of sound, its timbre, the vowel)"})
-
     text_captions: bool = field(default=True, metadata={
         "help": "the clips not captioned in detail also give their detailed caption as a text-only example (no "
                 "audio): the language model learns the words, as a real LALM's does from text, while the audio "
                 "encoder is not taught the detail"})
 
     def __post_init__(self):
+        self.detailed_fraction = float(self.detailed_fraction)  # `=1` on the command line keys the cache as 1.0 does
         if not 0.0 <= self.detailed_fraction <= 1.0:
             raise ValueError(f"pretrain.detailed_fraction must be in [0, 1], got {self.detailed_fraction}")
 
@@ -477,12 +481,19 @@ def per_category_text(metrics: dict, categories, title: str) -> str:
     return "\n".join(lines)
 
 
+def variant_labels(report: dict) -> dict[str, str]:
+    """What each variant is, for the table and the chart; CoAT's label names its experts and their weights."""
+    experts = ", ".join(f"{e['name']} {e['weight']:g}" for e in report["config"]["experts"])
+    return {**VARIANT_HELP, "coat": f"{VARIANT_HELP['coat']} ({experts})"}
+
+
 def demo_markdown(report: dict) -> str:
+    labels = variant_labels(report)
     seeds = report["seeds"]
     several = len(seeds) > 1
     head = "mean ± std over seeds " + ", ".join(map(str, seeds)) if several else f"seed {seeds[0]}"
     lines = [f"# coat demo: synthetic acoustic QA, {report['split']} split accuracy ({head})", "",
-             "| category | " + " | ".join(VARIANT_HELP[v] for v in VARIANTS) + " |",
+             "| category | " + " | ".join(labels[v] for v in VARIANTS) + " |",
              "|---|" + "---|" * len(VARIANTS)]
     for row in report["table"]["coat"]:
         name = "**overall**" if row == "accuracy" else row.split("/", 1)[1]
@@ -508,11 +519,12 @@ def plot(report: dict, path: Path) -> None:
     labels = ["overall" if r == "accuracy" else r.split("/", 1)[1] for r in rows]
     fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 3.6))
     width = 0.8 / len(VARIANTS)
+    names = variant_labels(report)
     for i, variant in enumerate(VARIANTS):
         means = [report["table"][variant][r]["mean"] for r in rows]
         stds = [report["table"][variant][r]["std"] for r in rows]
         xs = [j + (i - 1) * width for j in range(len(rows))]
-        ax.bar(xs, means, width, yerr=stds if len(report["seeds"]) > 1 else None, label=VARIANT_HELP[variant],
+        ax.bar(xs, means, width, yerr=stds if len(report["seeds"]) > 1 else None, label=names[variant],
                capsize=2)
     ax.set_xticks(range(len(rows)), labels)
     ax.set_ylim(0, 1)
