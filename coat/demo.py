@@ -481,6 +481,14 @@ def per_category_text(metrics: dict, categories, title: str) -> str:
     return "\n".join(lines)
 
 
+def chance_levels(data: SynthConfig) -> dict[str, float]:
+    """Accuracy of a uniform guess among each category's choices, and over all (categories are equally large)."""
+    from coat.data.synth import CATEGORIES
+
+    levels = {c: 1.0 / min(data.num_choices, len(CATEGORIES[c].answers(data))) for c in data.categories}
+    return {**levels, "overall": sum(levels.values()) / len(levels)}
+
+
 def variant_labels(report: dict) -> dict[str, str]:
     """What each variant is, for the table and the chart; CoAT's label names its experts and their weights."""
     experts = ", ".join(f"{e['name']} {e['weight']:g}" for e in report["config"]["experts"])
@@ -492,12 +500,13 @@ def demo_markdown(report: dict) -> str:
     seeds = report["seeds"]
     several = len(seeds) > 1
     head = "mean ± std over seeds " + ", ".join(map(str, seeds)) if several else f"seed {seeds[0]}"
+    chance = chance_levels(SynthConfig(**report["config"]["data"]))
     lines = [f"# coat demo: synthetic acoustic QA, {report['split']} split accuracy ({head})", "",
-             "| category | " + " | ".join(labels[v] for v in VARIANTS) + " |",
-             "|---|" + "---|" * len(VARIANTS)]
+             "| category | chance | " + " | ".join(labels[v] for v in VARIANTS) + " |",
+             "|---|---|" + "---|" * len(VARIANTS)]
     for row in report["table"]["coat"]:
         name = "**overall**" if row == "accuracy" else row.split("/", 1)[1]
-        cells = []
+        cells = [f"{chance[row.split('/', 1)[1] if '/' in row else 'overall']:.3f}"]
         for variant in VARIANTS:
             cell = report["table"][variant][row]
             cells.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}" if several else f"{cell['mean']:.3f}")

@@ -54,6 +54,7 @@ def test_quick_demo_writes_the_report_and_a_reloadable_adapter(quick_runs):
     for category in ["**overall**", *categories]:
         assert f"| {category} |" in table
     assert "expert heads (pitch 0.3) |" in table  # CoAT's column names its experts and weights
+    assert "| note | 0.250 |" in table and "| contour | 0.333 |" in table  # a uniform guess among the choices
     metrics = report["runs"][0]["metrics"]
     assert all(metrics[v]["n"] == report["config"]["data"]["test_size"] for v in VARIANTS)
 
