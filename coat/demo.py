@@ -505,8 +505,9 @@ def demo_markdown(report: dict) -> str:
              "| category | chance | " + " | ".join(labels[v] for v in VARIANTS) + " |",
              "|---|---|" + "---|" * len(VARIANTS)]
     for row in report["table"]["coat"]:
-        name = "**overall**" if row == "accuracy" else row.split("/", 1)[1]
-        cells = [f"{chance[row.split('/', 1)[1] if '/' in row else 'overall']:.3f}"]
+        key = row.split("/", 1)[1] if "/" in row else "overall"
+        name = f"**{key}**" if key == "overall" else key
+        cells = [f"{chance[key]:.3f}"]
         for variant in VARIANTS:
             cell = report["table"][variant][row]
             cells.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}" if several else f"{cell['mean']:.3f}")
