@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from coat.errors import CoatError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(CoatError, ValueError):
     """A config file or override that does not match its dataclass."""
 
 

@@ -146,3 +146,34 @@ def test_source_config_errors(tmp_path):
     assert load_config(SourceConfig, None, ["path=elsewhere", "limit=3"]).limit == 3
     with pytest.raises(FileNotFoundError):
         FolderSource(tmp_path / "nope")
+
+
+def test_a_missing_local_path_is_an_error_that_says_so_without_the_network(tmp_path, monkeypatch):
+    from coat.errors import SourceNotFoundError
+    from coat.hub import is_hub_id
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    # nothing that is not of the form owner/name, or whose owner is a local folder, is looked up on the hub
+    for missing in ("data/clips", "clips", "./data/clips", str(tmp_path / "data" / "clips"), "a/b/c",
+                    "nobody/clips.jsonl"):
+        assert not is_hub_id(missing), missing
+        with pytest.raises(SourceNotFoundError, match="does not exist"):
+            open_source(SourceConfig(path=missing))
+    assert is_hub_id("nobody/clips") and is_hub_id("Qwen/Qwen2-Audio-7B-Instruct")
+    with pytest.raises(SourceNotFoundError, match="does not exist"):
+        open_source(SourceConfig(path="clips", type="folder"))
+
+
+def test_an_unreachable_hub_is_one_line(tmp_path, monkeypatch):
+    """On a machine without the hub (CI, this one): a dataset id fails at once with one line, no retries."""
+    from coat.errors import HubUnreachableError
+    from coat.hub import hub_reachable
+
+    if hub_reachable():
+        pytest.skip("the hub is reachable from here")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HubUnreachableError) as err:
+        open_source(SourceConfig(path="coat-tests/no-such-dataset"))
+    message = str(err.value)
+    assert "\n" not in message and "not reachable" in message and "coat-tests/no-such-dataset" in message

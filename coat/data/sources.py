@@ -21,7 +21,9 @@ Kinds (``SourceConfig.type``):
 - ``jsonl``: one JSON object per line, ``{"id": ..., "audio": "path relative to the manifest", ...}``; the other
   fields are kept as metadata.
 - ``auto`` (default): ``.jsonl`` file -> jsonl, folder with a saved dataset (``state.json`` or
-  ``dataset_dict.json``) -> dataset, other folder -> folder, anything else -> dataset (hub id).
+  ``dataset_dict.json``) -> dataset, other folder -> folder, an ``owner/name`` that is no local path -> dataset
+  (hub id, :func:`coat.hub.is_hub_id`). Any other path that does not exist is a :class:`SourceNotFoundError`
+  that says so; nothing is looked up on the network for it.
 
 :class:`ExampleListSource` wraps in-memory examples (``{"id", "audio", "sampling_rate", ...}``, e.g. from
 ``coat.data.synth``) for tests, benchmarks and notebooks.
@@ -40,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from coat.errors import HubUnreachableError, SourceNotFoundError
+from coat.hub import hub_offline, is_hub_id, require_hub
 
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg")
 SOURCE_TYPES = ("auto", "dataset", "folder", "jsonl")
@@ -257,7 +262,7 @@ class FolderSource(_FileSource):
     def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = AUDIO_EXTENSIONS):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"audio folder {str(self.root)!r} does not exist")
+            raise SourceNotFoundError(f"audio folder {str(self.root)!r} does not exist")
         exts = {"." + e.lower().lstrip(".") for e in extensions}
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in exts and p.is_file())
         self._paths = [str(p) for p in files]
@@ -274,7 +279,7 @@ class ManifestSource(_FileSource):
     def __init__(self, manifest: str | os.PathLike, audio_field: str = "audio", id_field: str | None = "id"):
         self.manifest = Path(manifest)
         if not self.manifest.is_file():
-            raise FileNotFoundError(f"manifest {str(self.manifest)!r} does not exist")
+            raise SourceNotFoundError(f"manifest {str(self.manifest)!r} does not exist")
         self._rows: list[dict[str, Any]] = []
         with open(self.manifest) as f:
             for lineno, line in enumerate(f, 1):
@@ -431,8 +436,12 @@ def open_source(config: SourceConfig) -> AudioSource:
             kind = "dataset"
         elif path.is_dir():
             kind = "folder"
-        else:
+        elif path.exists() or is_hub_id(config.path):
             kind = "dataset"
+        else:
+            raise SourceNotFoundError(
+                f"source path {config.path!r} does not exist. Give an audio folder, a .jsonl manifest, a folder "
+                "saved with datasets' save_to_disk, or a hub dataset id of the form owner/name.")
     if kind == "folder":
         source: AudioSource = FolderSource(path, config.extensions)
     elif kind == "jsonl":
@@ -450,8 +459,22 @@ def _load_dataset(config: SourceConfig):
 
     if _is_saved_dataset(Path(config.path)):
         ds = datasets.load_from_disk(config.path)
+    elif Path(config.path).exists() or not is_hub_id(config.path):
+        if not Path(config.path).exists():
+            raise SourceNotFoundError(f"dataset path {config.path!r} does not exist (and is not a hub dataset id "
+                                      "of the form owner/name)")
+        ds = datasets.load_dataset(config.path, config.name, split=config.split)  # a loading script, data files
     else:
-        ds = datasets.load_dataset(config.path, config.name, split=config.split)
+        require_hub("dataset", config.path)  # one quick look instead of five retries and a traceback
+        try:
+            ds = datasets.load_dataset(config.path, config.name, split=config.split)
+        except (ConnectionError, OSError) as err:
+            if isinstance(err, FileNotFoundError) or "doesn't exist" in str(err) or "not found" in str(err).lower():
+                raise SourceNotFoundError(f"dataset {config.path!r}: no such dataset on the hub (or a private one "
+                                          f"without a token): {str(err).splitlines()[0]}") from err
+            why = "the hub is offline (HF_HUB_OFFLINE)" if hub_offline() else "the hub was not reachable"
+            raise HubUnreachableError(f"dataset {config.path!r} (a hub id): {why} and it is not in the local "
+                                      f"cache ({type(err).__name__}: {str(err).splitlines()[0]})") from err
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if config.split is None and len(splits) == 1:

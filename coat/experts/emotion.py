@@ -25,7 +25,7 @@ import torch
 
 from coat.experts.audio_classification import HFAudioClassifier, WindowedClassifierExpert
 from coat.experts.base import TargetSpec
-from coat.experts.loading import ModelSourceError, check_source, source_kind
+from coat.experts.loading import ModelSourceError, check_source, require_hub_source, source_kind
 
 DEFAULT_EMOTION_MODEL = "speechbrain/emotion-recognition-wav2vec2-IEMOCAP"
 # class counts of known speechbrain checkpoints, so specs() (and the cache fingerprint) need not load them
@@ -54,6 +54,8 @@ class SpeechBrainClassifier:
                  segments_per_call: int = 32, savedir: str | None = None):
         path = check_source(source, "emotion model (speechbrain)", required_file="hyperparams.yaml")
         kind = source_kind(path)
+        if kind == "hub id":
+            require_hub_source("emotion model (speechbrain)", path, "hyperparams.yaml")
         folder = path.strip("/").replace("/", "--")
         savedir = savedir or os.path.join(tempfile.gettempdir(), "coat_speechbrain", folder)
         run_opts = {"device": str(device)}

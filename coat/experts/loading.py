@@ -8,42 +8,29 @@ clear way: the error says whether the source was taken as a local folder or as a
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# owner/name or name, as the hub spells repository ids
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+from coat.errors import CoatError, HubUnreachableError
+from coat.hub import hub_offline, is_hub_id, require_hub
 
 
-class ModelSourceError(RuntimeError):
+class ModelSourceError(CoatError, RuntimeError):
     """A model source (local folder or hub id) could not be loaded; the message says how it was read and why."""
 
 
 def source_kind(source: str | os.PathLike) -> str:
     """``"local folder"`` or ``"hub id"``: how ``source`` is interpreted.
 
-    An existing directory is a local folder. So is anything that looks like a path (absolute, ``./``, ``~``,
-    a Windows drive, or more than one ``/``), even when it does not exist, so that a typo in a path is reported
-    as a missing folder rather than as a failed hub download.
+    Only the ``owner/name`` form is a hub id, and only when no local path of that name (and no local folder
+    ``owner``) exists (:func:`coat.hub.is_hub_id`); anything else is a local folder, so that a typo in a path is
+    reported as a missing folder rather than as a failed hub download.
     """
     text = os.fspath(source)
     if os.path.isdir(os.path.expanduser(text)):
         return "local folder"
-    looks_like_path = text.startswith(("/", "./", "../", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", text)
-    if looks_like_path or text.count("/") > 1 or not _HUB_ID.match(text):
-        return "local folder"
-    return "hub id"
-
-
-def _hub_offline() -> bool:
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except Exception:  # pragma: no cover - huggingface_hub always ships with transformers
-        return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    return "hub id" if is_hub_id(text) else "local folder"
 
 
 def check_source(source: str | os.PathLike, what: str = "model", required_file: str | None = "config.json") -> str:
@@ -56,7 +43,7 @@ def check_source(source: str | os.PathLike, what: str = "model", required_file: 
         path = Path(text).expanduser()
         if not path.is_dir():
             raise ModelSourceError(
-                f"{what} source {text!r} was treated as a local folder (it looks like a path), "
+                f"{what} source {text!r} was treated as a local folder (a hub id has the form owner/name), "
                 "but that folder does not exist."
             )
         if required_file is not None and not (path / required_file).is_file():
@@ -67,6 +54,25 @@ def check_source(source: str | os.PathLike, what: str = "model", required_file: 
             )
         return str(path)
     return text
+
+
+def _in_hub_cache(repo_id: str, filename: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, filename), str)
+    except Exception:  # noqa: BLE001 - a malformed id is simply not cached
+        return False
+
+
+def require_hub_source(what: str, repo_id: str, filename: str = "config.json") -> None:
+    """One quick look at the hub before a hub id is loaded (:func:`coat.hub.require_hub`): unreachable and
+    ``filename`` not in the local cache is a :class:`ModelSourceError` at once, not after the hub library's
+    retries."""
+    try:
+        require_hub(f"{what} source", repo_id, cached=_in_hub_cache(repo_id, filename))
+    except HubUnreachableError as err:
+        raise ModelSourceError(str(err)) from None
 
 
 def load_pretrained(
@@ -81,6 +87,8 @@ def load_pretrained(
     """
     path = check_source(source, what, required_file)
     kind = source_kind(path)
+    if kind == "hub id":
+        require_hub_source(what, path, required_file or "config.json")
     try:
         return loader(path, **kwargs)
     except (OSError, ValueError, KeyError) as err:
@@ -88,7 +96,7 @@ def load_pretrained(
         name = getattr(name, "__name__", None) or getattr(loader, "__qualname__", str(loader))
         if isinstance(err, ValueError) and "Unrecognized configuration class" in str(err):
             why = f"its config is not a model that {name} can load (wrong model class for this expert)"
-        elif kind == "hub id" and _hub_offline():
+        elif kind == "hub id" and hub_offline():
             why = "the hub is offline (HF_HUB_OFFLINE is set) and the model is not in the local cache"
         elif kind == "hub id" and "connect" in str(err).lower():
             why = "the hub could not be reached (no network?) and the model is not in the local cache"
