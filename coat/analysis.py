@@ -158,7 +158,7 @@ class AnalyzeConfig:
     data: DataConfig | None = field(default=None, metadata={"help": "examples and prompts"})
     probes: list[ProbeTask] = field(default_factory=list, metadata={"help": "probe tasks and their label sources"})
     probe_training: ProbeTraining = field(default_factory=ProbeTraining, metadata={"help": "probe settings"})
-    cache_dir: str = field(default="cache/targets", metadata={"help": "root of the target caches (cache: probes)"})
+    cache_dir: str = field(default="runs/targets", metadata={"help": "root of the target caches (cache: probes)"})
     generate_tokens: int = field(default=8, metadata={"help": "answer tokens generated where there is no answer"})
     max_examples: int | None = field(default=None, metadata={"help": "analyse only the first N examples"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1..."})
@@ -416,11 +416,9 @@ def _to(inputs: dict, device) -> dict:
 
 
 def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
+    from coat.progress import progress_bar
 
-    return tqdm(iterable, desc=desc, unit="example")
+    return progress_bar(iterable, desc=desc, unit="example", enabled=enabled)
 
 
 @torch.no_grad()

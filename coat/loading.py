@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from coat.files import atomic_dir
+from coat.progress import is_small_model, quiet_hub_bars
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Checkpoints whose text-output part is a sub-model: load just that (Qwen2.5-Omni's talker needs files and
@@ -65,7 +66,7 @@ def create_tiny_model(path: str | os.PathLike, seed: int = 0) -> Path:
     path = Path(path)
     if (path / "config.json").is_file():
         return path
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path) as tmp, quiet_hub_bars():  # a few hundred kB: no "Writing model shards" bar
         processor = zoo.build_qwen2_audio_processor(synth_words(), chunk_seconds=2)
         processor.save_pretrained(tmp)
         zoo.model_for_processor(processor, seed=seed).save_pretrained(tmp)
@@ -76,17 +77,20 @@ def load_model_and_processor(config: ModelConfig):
     """(model, processor) from ``config.name_or_path``; errors say whether it was a folder or a hub id."""
     import transformers
 
-    from coat.experts.loading import source_kind
+    from coat.experts.loading import ModelSourceError, check_source, require_hub_source, source_kind
 
     if config.create_tiny:
         create_tiny_model(config.name_or_path, config.seed)
     where = source_kind(config.name_or_path)
+    check_source(config.name_or_path, "base model")  # a missing local folder: one clear line
+    if where == "hub id":
+        require_hub_source("base model", config.name_or_path)
     try:
         model_config = transformers.AutoConfig.from_pretrained(config.name_or_path)
         processor = transformers.AutoProcessor.from_pretrained(config.name_or_path)
     except (OSError, ValueError) as err:
-        raise OSError(f"could not load a model config and processor from {config.name_or_path!r} "
-                      f"(treated as a {where}): {err}") from err
+        raise ModelSourceError(f"could not load a model config and processor from {config.name_or_path!r} "
+                               f"(treated as a {where}): {err}") from err
     arch = (model_config.architectures or [None])[0]
     arch = _TEXT_OUTPUT_CLASS.get(arch, arch)
     cls = getattr(transformers, arch, None) if arch else None
@@ -97,5 +101,6 @@ def load_model_and_processor(config: ModelConfig):
         kwargs["device_map"] = config.device_map
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
-    model = cls.from_pretrained(config.name_or_path, **kwargs)
+    with quiet_hub_bars(is_small_model(config.name_or_path)):  # a bar only where loading takes a while
+        model = cls.from_pretrained(config.name_or_path, **kwargs)
     return model, processor

@@ -38,6 +38,8 @@ TRAINABLE_PARTS = ("thinking", "heads", "lora")
 
 @dataclass
 class TargetCacheConfig:
+    """Where training finds the expert targets, and whether it computes missing ones first."""
+
     cache_dir: str = field(default="runs/targets", metadata={"help": "root of the expert target caches"})
     compute: bool = field(default=False, metadata={"help": "compute missing caches before training (resumable)"})
     device: str | None = field(default=None, metadata={"help": "where experts run (default: accelerate's)"})
@@ -46,12 +48,15 @@ class TargetCacheConfig:
 
 @dataclass
 class DataConfig:
+    """The training examples: a source or the synthetic benchmark, and which fields hold what."""
+
     train: SourceConfig | None = field(default=None, metadata={"help": "training examples (audio + QA fields)"})
     synth: SynthConfig | None = field(
         default=None, metadata={"help": "generate the synthetic benchmark's train split as the training data"})
-    question_column: str = "question"
-    choices_column: str | None = "choices"
-    answer_column: str = "answer"
+    question_column: str = field(default="question", metadata={"help": "field of each example holding the question"})
+    choices_column: str | None = field(
+        default="choices", metadata={"help": "field holding the list of choices (null: open questions)"})
+    answer_column: str = field(default="answer", metadata={"help": "field holding the reference answer"})
     answer_format: str = field(default="text", metadata={"help": "text | letter | letter_text"})
 
     def __post_init__(self):
@@ -61,9 +66,11 @@ class DataConfig:
 
 @dataclass
 class LoraSettings:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    """PEFT LoRA on the language model (and optionally the audio encoder)."""
+
+    r: int = field(default=16, metadata={"help": "LoRA rank (0: no LoRA; a stage that trains lora needs r > 0)"})
+    alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (the update is scaled by alpha / r)"})
+    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
     target_modules: list[str] | None = field(
         default=None, metadata={"help": "module names in the decoder layers (default: the adapter's q/k/v/o)"})
     audio_target_modules: list[str] | None = field(
@@ -73,14 +80,17 @@ class LoraSettings:
 
 @dataclass
 class StageConfig:
-    name: str = "stage"
+    """One stage of the schedule: what trains, for how long, at which learning rate."""
+
+    name: str = field(default="stage", metadata={"help": "stage name: its folder is <output_dir>/stage-<i>-<name>"})
     train: list[str] = field(default_factory=lambda: ["thinking", "heads"],
                              metadata={"help": f"what trains in this stage, of {TRAINABLE_PARTS}"})
-    epochs: float = 1.0
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training data (unless max_steps > 0)"})
     max_steps: int = field(default=-1, metadata={"help": "overrides epochs when > 0"})
-    learning_rate: float = 1e-4
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate of this stage (AdamW)"})
     warmup: float = field(default=0.0, metadata={"help": "warmup steps (int) or a ratio of the stage in [0, 1)"})
-    lr_scheduler: str = "linear"
+    lr_scheduler: str = field(default="linear", metadata={"help": "transformers scheduler name: linear, cosine, "
+                                                                   "constant, constant_with_warmup, ..."})
 
     def __post_init__(self):
         unknown = sorted(set(self.train) - set(TRAINABLE_PARTS))
@@ -95,36 +105,41 @@ def _default_stages() -> list[StageConfig]:
 
 @dataclass
 class TrainingSettings:
-    output_dir: str = "runs/train"
-    seed: int = 0
-    per_device_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    bf16: bool = False
-    fp16: bool = False
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
-    save_steps: int = 200
-    save_total_limit: int = 2
-    dataloader_num_workers: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    """The Trainer's settings shared by every stage."""
+
+    output_dir: str = field(default="runs/train", metadata={"help": "stages, checkpoints and the final adapter/"})
+    seed: int = field(default=0, metadata={"help": "seed of weights, data order and dropout (stage i: seed + i)"})
+    per_device_batch_size: int = field(default=8, metadata={"help": "examples per batch on each process"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimizer step"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision"})
+    fp16: bool = field(default=False, metadata={"help": "float16 mixed precision"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
+    logging_steps: int = field(default=10, metadata={"help": "optimizer steps between log lines"})
+    save_steps: int = field(default=200, metadata={"help": "optimizer steps between checkpoints (resume points)"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept per stage (older ones deleted)"})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "data loading processes (0: in the main one)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
     report_to: list[str] = field(default_factory=list, metadata={"help": "e.g. [tensorboard], [wandb]"})
-    progress: bool = field(default=True, metadata={"help": "the Trainer's progress bar (off: log lines only)"})
+    progress: bool = field(default=True, metadata={
+        "help": "a progress bar per stage (a terminal bar, or a plain line every 30 s in a log file); off: only the "
+                "log lines"})
 
 
 @dataclass
 class TrainConfig:
     """``coat train``'s config; every YAML key maps onto a field here (a typo is an error naming it)."""
 
-    model: ModelConfig | None = None
-    coat: CoATConfig = field(default_factory=CoATConfig)
-    heads: HeadConfig = field(default_factory=HeadConfig)
+    model: ModelConfig | None = field(default=None, metadata={"help": "the base LALM (required)"})
+    coat: CoATConfig = field(default_factory=CoATConfig, metadata={"help": "the thinking block"})
+    heads: HeadConfig = field(default_factory=HeadConfig, metadata={"help": "the expert heads (one per target)"})
     experts: list[ExpertConfig] = field(default_factory=list, metadata={"help": "names or {name, params, weight}"})
-    targets: TargetCacheConfig = field(default_factory=TargetCacheConfig)
-    data: DataConfig | None = None
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    stages: list[StageConfig] = field(default_factory=_default_stages)
-    training: TrainingSettings = field(default_factory=TrainingSettings)
+    targets: TargetCacheConfig = field(default_factory=TargetCacheConfig, metadata={"help": "the target caches"})
+    data: DataConfig | None = field(default=None, metadata={"help": "the training examples (required)"})
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings"})
+    stages: list[StageConfig] = field(default_factory=_default_stages, metadata={
+        "help": "the schedule, run in order; default: thinking and heads at 1e-3, then jointly with LoRA at 2e-4"})
+    training: TrainingSettings = field(default_factory=TrainingSettings, metadata={"help": "Trainer settings"})
 
     def __post_init__(self):
         if self.model is None:
@@ -268,15 +283,17 @@ def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path):
         save_total_limit=t.save_total_limit, dataloader_num_workers=t.dataloader_num_workers,
         report_to=t.report_to, remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
         ddp_find_unused_parameters=True, use_cpu=not torch.cuda.is_available(), save_only_model=False,
-        disable_tqdm=not t.progress,
+        disable_tqdm=True,  # run_training's own callback shows progress, named after the stage (coat/progress.py)
     )
 
 
 def run_training(config: TrainConfig, callbacks=None) -> dict:
     """Run every stage (resuming a stopped run) and save the final adapter. Returns a summary dict."""
     from accelerate import PartialState
-    from transformers import set_seed
+    from transformers import PrinterCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
+
+    from coat.progress import trainer_progress_callback
 
     out = Path(config.training.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -302,18 +319,23 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
     write_atomic(out / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
 
     trainer_cls = _trainer_class()
-    history = []
+    history, trained = [], []
     for index, stage in enumerate(config.stages):
         stage_dir = out / f"stage-{index}-{stage.name}"
         done = stage_dir / "adapter" / "coat_config.json"
         if done.is_file():  # finished before: take its weights and go on
             model.load_adapter_weights(stage_dir / "adapter")
             history += json.loads((stage_dir / "log_history.json").read_text())
+            if state.is_main_process:
+                print(f"stage {stage.name}: finished in an earlier run ({stage_dir / 'adapter'}), not trained again")
             continue
+        trained.append(stage.name)
         model.set_trainable(stage.train)
         set_seed(config.training.seed + index)
         trainer = trainer_cls(model=model, args=_training_args(config, stage, stage_dir), train_dataset=dataset,
                               data_collator=collator, callbacks=callbacks)
+        trainer.remove_callback(PrinterCallback)  # prints log dicts with numbers as quoted strings
+        trainer.add_callback(trainer_progress_callback(stage.name, enabled=config.training.progress))
         last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
         trainer.train(resume_from_checkpoint=last)
         logs = [dict(entry, stage=stage.name) for entry in trainer.state.log_history]
@@ -326,4 +348,4 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
         model.save_pretrained(out / "adapter")
         write_atomic(out / "log_history.json", json.dumps(history, indent=2))
     return {"output_dir": str(out), "adapter": str(out / "adapter"), "log_history": history, "model": model,
-            "processor": processor, "dataset": dataset, "collator": collator}
+            "processor": processor, "dataset": dataset, "collator": collator, "trained_stages": trained}

@@ -56,6 +56,18 @@ def test_tiny_config_losses_fall_and_the_adapter_reloads(tiny_run):
     assert torch.equal(got.loss, expected.loss)
 
 
+def test_a_finished_run_trains_nothing_and_says_so(tiny_run, capsys):
+    from coat.cli import main
+
+    tmp, result = tiny_run
+    assert main(["train", str(TINY), f"model.name_or_path={tmp}/model", f"targets.cache_dir={tmp}/targets",
+                 f"training.output_dir={tmp}/train"]) == 0
+    out = capsys.readouterr().out
+    assert "stage joint: finished in an earlier run" in out
+    assert "nothing to train" in out and result["adapter"] in out
+    assert "adapter saved" not in out
+
+
 class _Interrupt(TrainerCallback):
     def __init__(self, stage_dir_name, step):
         self.stage_dir_name, self.step = stage_dir_name, step
@@ -160,6 +172,13 @@ def test_two_processes_train_with_the_same_loss_curve_shape(tmp_path):
     one = subprocess.run([sys.executable, *args, f"training.output_dir={tmp_path}/one"], env=env,
                          capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
+    # a log file, not a terminal: progress as plain lines (no carriage returns), log lines with the stage name and
+    # numbers as numbers, once per run (not once per process), no weight-loading bars for a tiny model
+    for run in (one, two):
+        assert "\r" not in run.stdout + run.stderr
+        assert "[joint] step 2/" in run.stdout and "'" not in run.stdout.split("[joint] step 2/")[1].splitlines()[0]
+        assert run.stdout.count("[joint] step 2/") == 1
+        assert "Loading weights" not in run.stderr and "Writing model shards" not in run.stderr
     curves = {}
     for name in ("one", "two"):
         history = json.loads((tmp_path / name / "log_history.json").read_text())

@@ -307,6 +307,16 @@ def _decode(source: AudioSource, i: int, checks: AudioChecks) -> tuple[np.ndarra
     return audio, sr, checks.problem(audio, sr)
 
 
+def process_state(device: str | torch.device | None = None):
+    """accelerate's ``PartialState`` of this process (rank, world size, device) for target extraction."""
+    from accelerate import PartialState
+
+    # PartialState only sets up multi-process CPU runs (gloo) when told it is on CPU
+    on_cpu = (not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+              or (device is not None and torch.device(device).type == "cpu"))
+    return PartialState(cpu=on_cpu)
+
+
 def compute_targets(
     source: AudioSource,
     experts: Sequence[Expert],
@@ -327,8 +337,7 @@ def compute_targets(
     res_type: librosa resampler. num_workers: threads decoding the next batch while the experts run.
     Returns expert name -> :class:`CacheRun`; the counts are complete on the main process.
     """
-    from accelerate import PartialState
-    from tqdm.auto import tqdm
+    from coat.progress import progress_bar
 
     if not experts:
         raise ValueError("compute_targets needs at least one expert")
@@ -336,10 +345,7 @@ def compute_targets(
     if len(set(names)) != len(names):
         raise ValueError(f"experts must have distinct names (one cache each), got {names}")
     checks = checks or AudioChecks()
-    # PartialState only sets up multi-process CPU runs (gloo) when told it is on CPU
-    on_cpu = (not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
-              or (device is not None and torch.device(device).type == "cpu"))
-    state = PartialState(cpu=on_cpu)
+    state = process_state(device)
     rank, world = state.process_index, state.num_processes
     device = torch.device(device) if device is not None else state.device
     ids = source.ids()
@@ -385,8 +391,8 @@ def compute_targets(
     for expert, _, _, _ in pending:
         expert.to(device)
 
-    bar = tqdm(total=len(todo), unit="clip", desc=f"targets ({', '.join(e.name for e, *_ in pending)})",
-               disable=not (progress and state.is_local_main_process), dynamic_ncols=True)
+    bar = progress_bar(total=len(todo), unit="clip", desc=f"targets ({', '.join(e.name for e, *_ in pending)})",
+                       enabled=progress and state.is_local_main_process)
     seconds_done = 0.0
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
 
