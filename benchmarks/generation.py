@@ -17,7 +17,8 @@ the time to the first *answer* token (TTFT), the decode rate of the answer's rem
 latency and the forward-call count (decode tokens/s is per sequence: times ``--batch`` for the aggregate).
 Variants are interleaved within each repeat after a warm-up round; figures are medians, and ratios are the
 median of each round's ratio to ``base`` (neighbours in time, so load drifts of a shared machine cancel).
-Shared CPUs: ``--threads 1`` gives far steadier figures than oversubscribed threads. One more untimed run of
+On CPU one torch thread is the default (``--threads``): on shared cores it gives far steadier figures than
+several threads competing with other work. One more untimed run of
 each variant under torch's FlopCounterMode gives FLOPs to the first answer token and per decoded token: the
 machine-independent check (matmuls and the CUDA SDPA kernels; the CPU SDPA kernel is not counted, so on CPU the
 attention-score FLOPs, the only decode work that grows with the K extra cache entries, are left out).
@@ -44,6 +45,7 @@ import coat  # noqa: E402
 from benchmarks.common import DTYPES, add_model_arguments, apply_model_arguments, write_report  # noqa: E402
 from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
+from coat.config_help import plain  # noqa: E402
 from coat.thinking import audio_span_ends, insert_thinking  # noqa: E402
 
 SUBJECT = "generation"
@@ -382,15 +384,23 @@ def write(result: dict, out: str | Path) -> Path:
     return write_report(result, out, SUBJECT, to_markdown)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="coat bench generation", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coat bench generation", description=plain(__doc__.split("\n\n")[0]))
     add_model_arguments(parser, SUBJECT)
     parser.add_argument("--ks", default="8,16,32", help="comma-separated K values")
     parser.add_argument("--new-tokens", type=int, default=32, help="N answer tokens (fixed length, greedy)")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=1, help="prompts per generate() call")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds of every variant (medians reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds of every variant first")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def help_text(argv=()) -> str:
+    return build_parser().format_help()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     dtype = apply_model_arguments(args)
     result = run(family=args.family, size=args.size, device=args.device, dtype=dtype,
                  ks=tuple(int(k) for k in args.ks.split(",")), new_tokens=args.new_tokens, batch=args.batch,

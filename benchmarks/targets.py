@@ -37,7 +37,7 @@ class BenchTargetsConfig:
     repeats: int = field(default=1, metadata={"help": "timings per way; the best counts"})
     device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "where to run"})
     seed: int = field(default=0, metadata={"help": "seed of the clip lengths and contents"})
-    out_dir: str = field(default="benchmarks/results/targets", metadata={"help": "where results go"})
+    out_dir: str = field(default="runs/bench/targets", metadata={"help": "where results go"})
 
     def __post_init__(self):
         if self.num_clips < 1 or self.repeats < 1:
@@ -138,6 +138,15 @@ def run(config: BenchTargetsConfig) -> dict[str, Any]:
     print(table)
     print(f"written to {out / 'results.json'} and {out / 'results.md'}")
     return result
+
+
+def help_text(argv=()) -> str:
+    from coat.config_help import command_help
+
+    summary = " ".join(__doc__.split("\n\n")[1].split())
+    return command_help("coat bench targets", summary, BenchTargetsConfig,
+                        usage="coat bench targets [config.yaml] [key=value ...]",
+                        examples=["coat bench targets", "coat bench targets num_clips=64 repeats=3 device=cuda"])
 
 
 def main(argv: list[str] | None = None) -> int:

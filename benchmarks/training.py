@@ -45,6 +45,7 @@ from benchmarks.common import DTYPES, add_model_arguments, apply_model_arguments
 from benchmarks.generation import build  # noqa: E402
 from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
+from coat.config_help import plain  # noqa: E402
 from coat.experts.base import TargetSpec  # noqa: E402
 from coat.heads import HeadConfig, prepare_active_targets  # noqa: E402
 from coat.model import lora_target_pattern  # noqa: E402
@@ -348,13 +349,13 @@ def write(result: dict, out: str | Path) -> Path:
     return write_report(result, out, SUBJECT, to_markdown)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="coat bench training", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coat bench training", description=plain(__doc__.split("\n\n")[0]))
     add_model_arguments(parser, SUBJECT)
     parser.add_argument("--k", type=int, default=16, help="thinking positions K")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=4, help="prompts per training step")
     parser.add_argument("--answer-len", type=int, default=16, help="answer tokens per prompt (the labels)")
-    parser.add_argument("--lora-rank", type=int, default=16)
+    parser.add_argument("--lora-rank", type=int, default=16, help="LoRA rank of both variants")
     parser.add_argument("--head-d-model", type=int, default=HeadConfig.d_model, help="expert head width")
     parser.add_argument("--head-frames", type=int, default=HeadConfig.num_frames, help="F frames per head")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, 'lora' first")
@@ -365,7 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="torch.profiler table of one step per variant")
     parser.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_opts", dest="opts", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def help_text(argv=()) -> str:
+    return build_parser().format_help()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     dtype = apply_model_arguments(args)
     if args.memory_child:
         print(json.dumps(measure_memory(args.memory_child, json.loads(args.opts))))

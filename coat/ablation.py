@@ -41,6 +41,7 @@ import yaml
 
 from coat.config_io import ConfigError, from_dict, merge, parse_overrides, read_yaml
 from coat.files import config_digest, write_atomic
+from coat.smoke import tiny_model_note
 from coat.training import TrainConfig
 
 # keys of the eval config that the ablation sets for each run
@@ -329,11 +330,15 @@ def run_ablation(config: AblationConfig, callbacks=None) -> dict[str, Any]:
     records = [run_one(resolved, run, out, config.seed, callbacks) for run in resolved.grid]
     columns = table_columns(records)
     metric = config.metric or _main_metric(records)
+    tiny = resolved.train.model.create_tiny
     markdown = table_markdown(records, columns)
+    if tiny:  # a table of zeros needs its reason next to it
+        markdown += "\n" + tiny_model_note("coat ablate") + "\n"
     write_atomic(out / "ablation.md", markdown)
     write_atomic(out / "ablation.csv", table_csv(records, columns))
-    plot_metric(records, metric, out / "ablation.png")
-    return {"runs": records, "columns": columns, "metric": metric, "markdown": markdown,
+    plot_metric(records, metric, out / "ablation.png",
+                note="tiny random model (smoke run): scores near zero are expected" if tiny else "")
+    return {"runs": records, "columns": columns, "metric": metric, "markdown": markdown, "tiny_model": tiny,
             "csv": str(out / "ablation.csv"), "md": str(out / "ablation.md"), "png": str(out / "ablation.png")}
 
 
@@ -382,8 +387,9 @@ def table_csv(records: list[dict[str, Any]], columns: list[str]) -> str:
     return buffer.getvalue()
 
 
-def plot_metric(records: list[dict[str, Any]], metric: str, path: Path) -> None:
-    """A bar chart of ``metric`` per run (matplotlib, Agg backend: no display needed)."""
+def plot_metric(records: list[dict[str, Any]], metric: str, path: Path, note: str = "") -> None:
+    """A bar chart of ``metric`` per run (matplotlib, Agg backend: no display needed); ``note`` goes under the
+    title (why the bars may be empty)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -396,7 +402,7 @@ def plot_metric(records: list[dict[str, Any]], metric: str, path: Path) -> None:
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.set_ylim(0, max(values + [0.0]) * 1.15 or 1.0)
     ax.set_ylabel(metric)
-    ax.set_title(f"coat ablate: {metric}")
+    ax.set_title(f"coat ablate: {metric}" + (f"\n{note}" if note else ""), fontsize=10 if note else None)
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     buffer = io.BytesIO()

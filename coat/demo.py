@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import math
 import os
@@ -51,6 +52,7 @@ from coat.data.synth import GENERATOR_VERSION, SynthConfig
 from coat.experts.base import ExpertConfig
 from coat.files import atomic_dir, config_digest, write_atomic
 from coat.heads import HeadConfig
+from coat.smoke import quick_demo_note
 from coat.training import LoraSettings
 
 VARIANTS = ("no_thinking", "thinking", "coat")
@@ -76,15 +78,15 @@ QUICK: dict[str, Any] = {
 class SmallModelConfig:
     """Sizes of the small Qwen2-Audio the demo pre-trains (``coat.zoo``'s ``tiny`` is hidden 32, audio 16)."""
 
-    hidden_size: int = 96
-    intermediate_size: int = 192
-    layers: int = 3
-    attention_heads: int = 4
-    kv_heads: int = 2
-    audio_d_model: int = 64
-    audio_layers: int = 2
-    audio_heads: int = 4
-    audio_ffn: int = 128
+    hidden_size: int = field(default=96, metadata={"help": "language model width"})
+    intermediate_size: int = field(default=192, metadata={"help": "language model MLP width"})
+    layers: int = field(default=3, metadata={"help": "language model decoder layers"})
+    attention_heads: int = field(default=4, metadata={"help": "language model attention heads"})
+    kv_heads: int = field(default=2, metadata={"help": "language model key/value heads (grouped-query attention)"})
+    audio_d_model: int = field(default=64, metadata={"help": "audio encoder width"})
+    audio_layers: int = field(default=2, metadata={"help": "audio encoder layers"})
+    audio_heads: int = field(default=4, metadata={"help": "audio encoder attention heads"})
+    audio_ffn: int = field(default=128, metadata={"help": "audio encoder MLP width"})
     chunk_seconds: int = field(default=2, metadata={"help": "audio window of the feature extractor (>= clips)"})
     seed: int = field(default=0, metadata={"help": "seed of the random initial weights"})
 
@@ -101,11 +103,11 @@ class PretrainConfig:
 
     examples: int = field(default=3000, metadata={"help": "captioned clips (their own synth seed)"})
     data_seed: int = field(default=1000, metadata={"help": "synth seed of the pre-training clips (not the QA's)"})
-    steps: int = 1500
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
+    steps: int = field(default=1500, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=16, metadata={"help": "examples per step"})
+    learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW, cosine schedule)"})
+    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     detailed_fraction: float = field(default=0.0, metadata={
         "help": "share of the clips captioned in detail (synth's captions: note names, pitch direction, loudness "
                 "change, count); the others get event_caption's (the kind of sound, its timbre, the vowel)"})
@@ -124,9 +126,9 @@ class PretrainConfig:
 class VariantTraining:
     """The budget every variant gets (same steps, learning rate and data)."""
 
-    steps: int = 500
-    learning_rate: float = 5e-3
-    batch_size: int = 16
+    steps: int = field(default=500, metadata={"help": "optimizer steps of each variant"})
+    learning_rate: float = field(default=5e-3, metadata={"help": "learning rate of each variant"})
+    batch_size: int = field(default=16, metadata={"help": "examples per step"})
     heads_warmup_steps: int = field(
         default=0, metadata={"help": "CoAT only: steps training thinking + heads before the joint stage "
                                      "(the baselines get the same number of extra LoRA steps)"})
@@ -140,24 +142,29 @@ class DemoConfig:
     cache_dir: str = field(default="runs/demo_cache",
                            metadata={"help": "pre-trained model, synthetic data and expert targets (reused)"})
     seeds: int = field(default=1, metadata={"help": "variant seeds seed, seed+1, ...; mean +- std when > 1"})
-    seed: int = 0
-    model: SmallModelConfig = field(default_factory=SmallModelConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    data: SynthConfig = field(default_factory=lambda: SynthConfig(train_size=600, validation_size=300, test_size=600))
+    seed: int = field(default=0, metadata={"help": "first variant seed (training order, thinking and head init)"})
+    model: SmallModelConfig = field(default_factory=SmallModelConfig,
+                                    metadata={"help": "the small Qwen2-Audio pre-trained from scratch"})
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig, metadata={"help": "its caption pre-training"})
+    data: SynthConfig = field(default_factory=lambda: SynthConfig(train_size=600, validation_size=300, test_size=600),
+                              metadata={"help": "the synthetic acoustic QA benchmark (coat.data.synth)"})
     eval_split: str = field(default="test", metadata={"help": "test, or validation for design choices"})
-    num_thinking: int = 8
+    num_thinking: int = field(default=8, metadata={"help": "K thinking positions of the two thinking variants"})
     thinking_layer: int = field(default=0, metadata={"help": "decoder layer whose thinking states the heads read"})
-    heads: HeadConfig = field(default_factory=lambda: HeadConfig(num_frames=16, d_model=64, layers=1, heads=4,
-                                                                 dropout=0.0))
+    heads: HeadConfig = field(
+        default_factory=lambda: HeadConfig(num_frames=16, d_model=64, layers=1, heads=4, dropout=0.0),
+        metadata={"help": "CoAT's expert heads"})
     experts: list[ExpertConfig] = field(default_factory=lambda: [
-        ExpertConfig("pitch", {"model": "tiny", "hop_length": 800}, 0.3)])
+        ExpertConfig("pitch", {"model": "tiny", "hop_length": 800}, 0.3)], metadata={"help": "CoAT's experts"})
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(
         r=8, alpha=16, dropout=0.0,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        audio_target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
-    training: VariantTraining = field(default_factory=VariantTraining)
-    eval_batch_size: int = 50
-    max_new_tokens: int = 8
+        audio_target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]),
+        metadata={"help": "LoRA of every variant"})
+    training: VariantTraining = field(default_factory=VariantTraining,
+                                      metadata={"help": "the budget every variant gets"})
+    eval_batch_size: int = field(default=50, metadata={"help": "prompts per generate() call in evaluation"})
+    max_new_tokens: int = field(default=8, metadata={"help": "answer tokens generated per question (greedy)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (fixed, for reproducible sums)"})
     quick: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(QUICK),
                                   metadata={"help": "the overrides --quick applies (a nested mapping)"})
@@ -400,14 +407,15 @@ def _demo_settings(threads: int):
             hf_logging.enable_progress_bar()
 
 
-def run_demo(config: DemoConfig, log=print) -> dict:
+def run_demo(config: DemoConfig, log=print, quick: bool = False) -> dict:
     """Pre-train (or reuse) the small model, train and evaluate the three variants for each seed, write the
-    report. Returns ``demo.json``'s content."""
+    report. ``quick``: the config is ``--quick``'s smoke run, and the report says so. Returns ``demo.json``'s
+    content."""
     with _demo_settings(config.threads):
-        return _run_demo(config, log)
+        return _run_demo(config, log, quick)
 
 
-def _run_demo(config: DemoConfig, log) -> dict:
+def _run_demo(config: DemoConfig, log, quick: bool) -> dict:
     from coat.training import run_training
 
     start = time.time()
@@ -441,7 +449,7 @@ def _run_demo(config: DemoConfig, log) -> dict:
     timings["total"] = time.time() - start
     report = summarize(runs, config.data.categories)
     report.update(config=asdict(config), model_dir=str(model_dir), runs=runs, timings=timings,
-                  split=config.eval_split)
+                  split=config.eval_split, quick=quick)
     write_atomic(out / "demo.json", json.dumps(report, indent=2, default=str) + "\n")
     write_atomic(out / "demo.md", demo_markdown(report))
     plot(report, out / "demo.png")
@@ -516,10 +524,15 @@ def demo_markdown(report: dict) -> str:
     lines += ["", f"CoAT minus the best baseline (overall): {check['margin']:+.3f}; largest seed std: "
                   f"{check['seed_spread']:.3f}; check (margin > spread over >1 seed): "
                   f"{'met' if check['met'] else 'not met'}."]
+    if report.get("quick"):
+        lines += ["", quick_demo_note()]
     return "\n".join(lines) + "\n"
 
 
 def plot(report: dict, path: Path) -> None:
+    """demo.png: accuracy per category and variant, with a title that names the split, its size and the seeds,
+    error bars of the seed std (more than one seed), a dashed chance line per category, and the legend below the
+    axes, where it covers no bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -527,19 +540,36 @@ def plot(report: dict, path: Path) -> None:
 
     rows = list(report["table"]["coat"])
     labels = ["overall" if r == "accuracy" else r.split("/", 1)[1] for r in rows]
-    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 3.6))
-    width = 0.8 / len(VARIANTS)
+    data = SynthConfig(**report["config"]["data"])
+    chance = chance_levels(data)
+    seeds = report["seeds"]
     names = variant_labels(report)
+    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 4.8))
+    width = 0.8 / len(VARIANTS)
     for i, variant in enumerate(VARIANTS):
         means = [report["table"][variant][r]["mean"] for r in rows]
         stds = [report["table"][variant][r]["std"] for r in rows]
-        xs = [j + (i - 1) * width for j in range(len(rows))]
-        ax.bar(xs, means, width, yerr=stds if len(report["seeds"]) > 1 else None, label=names[variant],
-               capsize=2)
+        xs = [j + (i - (len(VARIANTS) - 1) / 2) * width for j in range(len(rows))]
+        ax.bar(xs, means, width, yerr=stds if len(seeds) > 1 else None, label=names[variant], capsize=3,
+               error_kw={"elinewidth": 1})
+    for j, key in enumerate(labels):  # a uniform guess among the category's choices
+        ax.hlines(chance[key], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=1,
+                  label="chance (a uniform guess among the choices)" if j == 0 else None)
     ax.set_xticks(range(len(rows)), labels)
     ax.set_ylim(0, 1)
-    ax.set_ylabel(f"{report['split']} accuracy")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_ylabel("accuracy")
+    n = data.split_size(report["split"])
+    if len(seeds) > 1:
+        spread = f"mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}); error bars: std over the seeds"
+    else:
+        spread = f"one seed ({seeds[0]}), so no error bars (coat demo --seeds N for mean and std)"
+    title = f"coat demo: synthetic acoustic QA, {report['split']} split ({n} clips)\n{spread}"
+    if report.get("quick"):
+        title += "\n--quick smoke run: a few training steps, the numbers mean nothing"
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())

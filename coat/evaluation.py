@@ -34,6 +34,7 @@ from typing import Any
 from coat.data.prompts import LETTERS, format_question, prompt_text
 from coat.data.sources import AudioDecodeError, SourceConfig, open_source
 from coat.data.synth import SynthConfig
+from coat.errors import CoatError
 from coat.files import write_atomic
 from coat.loading import ModelConfig
 
@@ -41,7 +42,7 @@ TASK_TYPES = ("multiple_choice", "classification", "transcription")
 NORMALIZERS = ("english", "basic", "lowercase", "none")
 
 
-class EvalDataError(ValueError):
+class EvalDataError(CoatError, ValueError):
     """Evaluation data that cannot be scored as configured (e.g. an answer missing from its choices)."""
 
 
@@ -295,14 +296,15 @@ class EvalExample:
 
 
 def _prepare_synth(task: TaskConfig) -> None:
-    path = Path(task.source.path)
-    if task.synth is None or path.exists():
+    if task.synth is None:
         return
-    if path.suffix != ".jsonl":
-        raise EvalDataError(f"task {task.name!r}: with synth set, source.path must be a .jsonl manifest path")
-    from coat.data.synth import generate_split, write_manifest
+    from coat.data.synth import write_split_if_missing
 
-    write_manifest(generate_split(task.synth, task.synth_split), path.parent, manifest_name=path.name)
+    try:
+        write_split_if_missing(task.source.path, task.synth, task.synth_split)
+    except ValueError as err:
+        raise EvalDataError(f"task {task.name!r}: with synth set, source.path must be a .jsonl manifest path "
+                            f"({err})") from err
 
 
 def _field(meta: dict, column: str, task: TaskConfig, what: str):
@@ -367,14 +369,15 @@ def generate_answers(model, processor, source, examples: list[EvalExample], *, b
     """Greedy batched answers: ``({id: text}, [{"id", "reason"}] skipped)``. Audio that cannot be read is
     skipped (reason kept), never fatal."""
     import torch
-    from tqdm.auto import tqdm
+
+    from coat.progress import progress_bar
 
     sample_rate = processor.feature_extractor.sampling_rate
     answers: dict[str, str] = {}
     skipped: list[dict[str, str]] = []
     n_batches = (len(examples) + batch_size - 1) // batch_size
-    for batch in tqdm(_batches(examples, batch_size), total=n_batches, desc=desc, disable=not progress,
-                      unit="batch"):
+    for batch in progress_bar(_batches(examples, batch_size), total=n_batches, desc=desc, enabled=progress,
+                              unit="batch"):
         audios, kept = [], []
         for ex in batch:
             try:

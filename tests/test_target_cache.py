@@ -309,6 +309,25 @@ def test_cli_config_errors_name_the_key(tmp_path, capsys):
     assert not (tmp_path / "cache").exists()
 
 
+def test_example_config_runs_as_written_on_its_own_synthetic_clips(tmp_path, monkeypatch, capsys):
+    """The README's lines: the example config writes its synthetic clips under runs/ on first use, then the same
+    clips as an audio folder; nothing lands outside runs/."""
+    monkeypatch.chdir(tmp_path)
+    example = str(REPO / "configs" / "targets_example.yaml")
+    small = ["synth.train_size=6", "progress=false"]
+    assert coat_main(["targets", example, *small]) == 0
+    assert "writing the synthetic train split (6 clips" in capsys.readouterr().out
+    data = tmp_path / "runs" / "targets_example" / "data"
+    assert len((data / "manifest.jsonl").read_text().splitlines()) == 6
+    pitch = TargetCache.open(tmp_path / "runs" / "targets_example" / "cache", expert="pitch")
+    assert len(pitch.ids()) == 6
+    assert coat_main(["targets", example, *small, f"source.path={data.relative_to(tmp_path)}"]) == 0
+    assert "writing the synthetic" not in capsys.readouterr().out
+    folder_caches = sorted((tmp_path / "runs" / "targets_example" / "cache").glob("pitch-*"))
+    assert len(folder_caches) == 2  # the folder source's ids (file paths) differ from the manifest's: its own cache
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
 def test_example_config_is_valid():
     from coat.cli.targets import TargetsConfig
     from coat.config_io import load_config

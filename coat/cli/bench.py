@@ -1,4 +1,4 @@
-"""``coat bench <subject> [config.yaml] [key=value ...]``: run one benchmark from the checkout's ``benchmarks/``.
+"""coat bench <subject> [options]: run one benchmark from the checkout's benchmarks/ folder.
 
 A small table maps each subject to its module in ``benchmarks/`` (at the top of the repository, next to the
 ``coat`` package, not inside it); the module's ``main(argv)`` gets the remaining arguments. Benchmarks ship with
@@ -10,6 +10,13 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+
+from coat.errors import CoatError
+
+
+class BenchmarkNotFound(CoatError, FileNotFoundError):
+    """The benchmark file is not in this checkout (an installed package has no benchmarks/)."""
+
 
 # subject -> (module file in benchmarks/, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -38,7 +45,7 @@ def load_benchmark(subject: str):
     folder = benchmarks_dir()
     file = folder / BENCHMARKS[subject][0]
     if not file.is_file():
-        raise FileNotFoundError(
+        raise BenchmarkNotFound(
             f"coat bench {subject}: {file} not found. Benchmarks live in the source checkout's benchmarks/ "
             "folder; run from a clone installed with `pip install -e .`."
         )
@@ -47,14 +54,21 @@ def load_benchmark(subject: str):
         sys.path.insert(0, str(folder.parent))
     module = importlib.import_module(f"benchmarks.{file.stem}")
     if Path(module.__file__).resolve() != file.resolve():
-        raise FileNotFoundError(f"coat bench {subject}: imported {module.__file__}, not {file} (another "
+        raise BenchmarkNotFound(f"coat bench {subject}: imported {module.__file__}, not {file} (another "
                                 "`benchmarks` package is shadowing the checkout's)")
     return module
 
 
+def help_text(argv=()) -> str:
+    """``coat bench --help``: the subjects; ``coat bench <subject> --help``: that benchmark's options."""
+    if not argv or argv[0] not in BENCHMARKS:
+        return _usage() + "\n\ncoat bench <subject> --help lists the subject's options.\n"
+    return load_benchmark(argv[0]).help_text(argv[1:])
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
+        print(help_text())
         return 0
     subject, rest = argv[0], argv[1:]
     if subject not in BENCHMARKS:

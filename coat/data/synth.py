@@ -697,6 +697,19 @@ def to_dataset(examples: Iterable[dict[str, Any]]):
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
+def write_split_if_missing(manifest: str | os.PathLike, config: SynthConfig, split: str) -> bool:
+    """Write ``split`` of ``config`` as wavs + a JSONL manifest at ``manifest`` (a ``.jsonl`` path) unless that file
+    exists. Returns whether it wrote. How a config's own example data comes to exist on first use."""
+    manifest = Path(manifest)
+    if manifest.exists():
+        return False
+    if manifest.suffix != ".jsonl":
+        raise ValueError(f"{str(manifest)!r} does not exist; the synthetic data is written as a .jsonl manifest, so "
+                         "give a path ending in .jsonl to have it written there, or an existing source")
+    write_manifest(generate_split(config, split), manifest.parent, manifest_name=manifest.name)
+    return True
+
+
 def write_manifest(
     examples: Iterable[dict[str, Any]],
     out_dir: str | os.PathLike,
