@@ -1,4 +1,4 @@
-"""Expert heads: decode the thinking block of one audio span into each expert's timeline (DESIGN.md, decision 5).
+"""Expert heads: decode the thinking block of one audio span into each expert's timeline (docs/design.md, decision 5).
 
 A head reads the hidden states at the K thinking positions of one audio span, ``(n_spans, K, hidden)``,
 and predicts that target's F frames, ``(n_spans, F, dim)`` (F = 1 for clip-level targets). The default

@@ -1,7 +1,7 @@
 """Auxiliary distillation losses: train each expert head on its target with the loss of the target's kind.
 
 ``distribution`` -> KL(target || softmax(prediction)), ``multilabel`` -> BCE-with-logits on soft labels,
-``regression`` -> smooth-L1, ``embedding`` -> (1 - cosine) + MSE (DESIGN.md, decision 4). Every loss is
+``regression`` -> smooth-L1, ``embedding`` -> (1 - cosine) + MSE (docs/design.md, decision 4). Every loss is
 computed per frame, weighted by the frame mask (0 = padded / not counted, fractional = e.g. voicing) and
 averaged over the valid frames of the whole batch: ``sum(w * loss) / sum(w)``. A batch with no valid frame
 gives an exact 0 that still carries a graph, never NaN. Losses run in float32 whatever the heads' dtype:

@@ -3,7 +3,7 @@
 - :class:`ThinkingEmbedding` wraps the base input embedding: ids below ``offset`` (the base table size)
   look up the base table, ids ``offset .. offset+K-1`` look up a trainable ``K x hidden`` table. The base
   model's audio merge, positions, KV cache and ``generate()`` then work unchanged, because thinking
-  positions are just more prompt tokens (DESIGN.md, decision 1).
+  positions are just more prompt tokens (docs/design.md, decision 1).
 - :func:`insert_thinking` puts the K thinking ids after every audio span at tensor level, shifting
   ``attention_mask`` and ``labels`` (-100 at thinking positions) and re-padding on the batch's own
   padding side (decision 2). The processor and chat template stay untouched.

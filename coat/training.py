@@ -1,4 +1,4 @@
-"""The distillation training recipe behind ``coat train`` (DESIGN.md, decisions 5 and 6).
+"""The distillation training recipe behind ``coat train`` (docs/design.md, decisions 5 and 6).
 
 One readable file: ``setup`` (data, expert targets, model with thinking table, heads and LoRA), ``train``
 (a schedule of stages, each a ``transformers.Trainer`` run over the parameters it names) and checkpoints
