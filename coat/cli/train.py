@@ -32,6 +32,10 @@ def main(argv: list[str]) -> int:
     config = load_config(TrainConfig, argv[0], argv[1:])
     result = run_training(config)
     if int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
+        if config.model.create_tiny:
+            from coat.smoke import tiny_model_note
+
+            print(tiny_model_note("coat train"))
         if result["trained_stages"]:
             print(f"trained {', '.join(result['trained_stages'])}; adapter saved to {result['adapter']}")
         else:
