@@ -12,7 +12,7 @@ class CoatError(Exception):
 
 
 class SourceNotFoundError(CoatError, FileNotFoundError):
-    """A local path (audio folder, manifest, saved dataset) that does not exist."""
+    """Something to read that is not there: a local path (audio folder, manifest, saved dataset), a target cache."""
 
 
 class HubUnreachableError(CoatError, ConnectionError):

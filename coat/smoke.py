@@ -3,20 +3,24 @@ scores near zero, and its output says so, with what the run is for."""
 
 from __future__ import annotations
 
-# command -> what its smoke run checks
-_PURPOSE = {
-    "coat train": "the losses show that the thinking table, the heads and LoRA train and the adapter saves",
-    "coat eval": "it checks data loading, batched generation, answer parsing and scoring",
-    "coat ablate": "it checks that every run of the grid trains, evaluates and reaches the table",
-    "coat analyze": "it checks the attention-share and probe plumbing; the numbers mean nothing",
+# command -> (what a tiny random model gives there, what its smoke run checks)
+_NOTES = {
+    "coat train": ("it learns no useful answers (it scores near zero in coat eval)",
+                   "the losses show that the thinking table, the heads and LoRA train and the adapter saves"),
+    "coat eval": ("it is expected to score near zero, with most answers unparseable",
+                  "it checks data loading, batched generation, answer parsing and scoring"),
+    "coat ablate": ("every run is expected to score near zero, with most answers unparseable",
+                    "it checks that every run of the grid trains, evaluates and reaches the table"),
+    "coat analyze": ("its attention shares and probe accuracies mean nothing",
+                     "it checks the attention-share and probe plumbing"),
 }
 _REAL = "coat demo (about 8 minutes on 2 CPU cores) gives numbers that mean something; so does a real model"
 
 
 def tiny_model_note(command: str) -> str:
     """One plain line for the output of ``command`` run on a tiny random model."""
-    return (f"note: this is a smoke run on a tiny random model (model.create_tiny): it is expected to score near "
-            f"zero, with most answers unparseable; {_PURPOSE[command]}. {_REAL}.")
+    expected, purpose = _NOTES[command]
+    return f"note: this is a smoke run on a tiny random model (model.create_tiny): {expected}; {purpose}. {_REAL}."
 
 
 def quick_demo_note() -> str:

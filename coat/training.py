@@ -28,6 +28,7 @@ from coat.config import CoATConfig
 from coat.data.collate import CoATCollator, QAColumns, QADataset
 from coat.data.sources import SourceConfig, open_source
 from coat.data.synth import SynthConfig
+from coat.errors import SourceNotFoundError
 from coat.experts.base import ExpertConfig
 from coat.files import write_atomic
 from coat.heads import HeadConfig
@@ -157,7 +158,10 @@ def training_source(config: TrainConfig):
     """The training examples. ``data.synth`` is written once as wavs + a JSONL manifest next to the target caches
     (``<cache_dir>/synth-<hash of its config>/train``), so runs with the same data share the data and its targets."""
     if config.data.synth is None:
-        return open_source(config.data.train)
+        try:
+            return open_source(config.data.train)
+        except SourceNotFoundError as err:
+            raise SourceNotFoundError(f"data.train: {err}") from None
 
     from coat.data.synth import generate_split, write_manifest
 
@@ -188,7 +192,7 @@ def target_caches(config: TrainConfig, source, experts):
             caches.append(TargetCache.open(config.targets.cache_dir, expert=expert, source=source,
                                            audio_fp=audio_fp))
         except (FileNotFoundError, KeyError, ValueError) as err:
-            raise FileNotFoundError(
+            raise SourceNotFoundError(
                 f"no target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "
                 f"({err}). Run `coat targets` first or set targets.compute=true") from err
     return caches
