@@ -14,6 +14,7 @@ from typing import Any
 
 from coat.errors import CoatError, HubUnreachableError
 from coat.hub import hub_offline, is_hub_id, require_hub
+from coat.progress import is_small_model, quiet_hub_bars
 
 
 class ModelSourceError(CoatError, RuntimeError):
@@ -90,7 +91,8 @@ def load_pretrained(
     if kind == "hub id":
         require_hub_source(what, path, required_file or "config.json")
     try:
-        return loader(path, **kwargs)
+        with quiet_hub_bars(is_small_model(path)):  # a "Loading weights" bar only where loading takes a while
+            return loader(path, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         name = getattr(loader, "__self__", None)
         name = getattr(name, "__name__", None) or getattr(loader, "__qualname__", str(loader))
