@@ -54,6 +54,8 @@ _SHOWN_METRICS = ("accuracy", "wer", "macro_f1", "unparseable")
 class GridRun:
     """One run of the grid: a name (its folder), the experts it trains with, and whether it has thinking."""
 
+    config_accepts_string = True  # `grid: [pause, all]`: the name of a generated run
+
     name: str = field(default="", metadata={"help": "run name: its folder under output_dir and its table row"})
     experts: list[str] = field(default_factory=list, metadata={"help": "names of experts of the train config"})
     thinking: bool = field(default=True, metadata={"help": "false: num_thinking 0 (plain LoRA fine-tuning)"})

@@ -110,6 +110,8 @@ class TaskConfig:
 class AdapterEntry:
     """A CoAT adapter folder (written by ``CoATModel.save_pretrained``) and its column name."""
 
+    config_accepts_string = True  # `adapters: [runs/x/adapter]`: a bare path
+
     path: str = field(default="", metadata={"help": "adapter folder"})
     name: str = field(default="", metadata={"help": "column name in results; default: the folder's name"})
 

@@ -127,6 +127,7 @@ class TrainConfig:
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
     def __post_init__(self):
+        self.experts = [ExpertConfig(name=e) if isinstance(e, str) else e for e in self.experts]
         if self.model is None:
             raise ValueError("model is required (model.name_or_path: a hub id or a local folder)")
         if self.data is None:
