@@ -18,6 +18,8 @@ adapter, for ``coat.CoATModel.from_pretrained``), ``<output_dir>/log_history.jso
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -211,6 +213,77 @@ def build_model(config: TrainConfig, experts):
     return model, processor
 
 
+# ----------------------------------------------------------------------------------------------------- resume
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# what the Trainer writes into every checkpoint besides the adapter (save_only_model is off)
+_CHECKPOINT_FILES = ("optimizer.pt", "scheduler.pt", "trainer_state.json")
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the Trainer checkpoint at ``path`` cannot be resumed from (a kill while it was written), or None.
+
+    Complete means: the adapter parts its config names, the optimizer, scheduler and trainer state are there,
+    no file is empty, and ``trainer_state.json`` (the Trainer writes it last) parses."""
+    from coat.model import adapter_missing_parts
+
+    missing = [name for name in _CHECKPOINT_FILES if not (path / name).is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    empty = sorted(f.name for f in path.iterdir() if f.is_file() and f.stat().st_size == 0)
+    if empty:
+        return f"{', '.join(empty)} empty"
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (ValueError, UnicodeDecodeError):
+        return "trainer_state.json does not parse"
+    parts = adapter_missing_parts(path)
+    return "; ".join(parts) if parts else None
+
+
+def last_complete_checkpoint(stage_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest complete ``checkpoint-N`` of a stage, and the incomplete ones with why (newest first)."""
+    found = []
+    if stage_dir.is_dir():
+        found = sorted(((int(m.group(1)), p) for p in stage_dir.iterdir()
+                        if p.is_dir() and (m := _CHECKPOINT.match(p.name))), reverse=True)
+    incomplete = []
+    for _, path in found:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, incomplete
+        incomplete.append((path, problem))
+    return None, incomplete
+
+
+def _resume_point(stage_dir: Path, state) -> str | None:
+    """The checkpoint to resume a stage from. Incomplete checkpoints (a kill while the Trainer wrote them) are
+    skipped and removed, saying so: the Trainer writes them again when it gets there."""
+    with state.main_process_first():
+        last, incomplete = last_complete_checkpoint(stage_dir)
+        if state.is_main_process:
+            for path, problem in incomplete:
+                print(f"[coat train] {stage_dir.name}: skipping incomplete {path.name} ({problem}); removed it",
+                      flush=True)
+                shutil.rmtree(path, ignore_errors=True)
+            if last is not None:
+                print(f"[coat train] {stage_dir.name}: resuming from {last.name}", flush=True)
+    return str(last) if last is not None else None
+
+
+def stage_done(stage_dir: Path) -> bool:
+    """A stage is done when its adapter is complete (every part its config names) and its log is readable."""
+    from coat.model import adapter_missing_parts
+
+    adapter = stage_dir / "adapter"
+    if not adapter.is_dir() or adapter_missing_parts(adapter):
+        return False
+    try:
+        json.loads((stage_dir / "log_history.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 # ----------------------------------------------------------------------------------------------------- trainer
 def _trainer_class():
     from transformers import Trainer
@@ -277,7 +350,6 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
     """Run every stage (resuming a stopped run) and save the final adapter. Returns a summary dict."""
     from accelerate import PartialState
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(config.training.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -306,8 +378,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
     history = []
     for index, stage in enumerate(config.stages):
         stage_dir = out / f"stage-{index}-{stage.name}"
-        done = stage_dir / "adapter" / "coat_config.json"
-        if done.is_file():  # finished before: take its weights and go on
+        if stage_done(stage_dir):  # finished before: take its weights and go on
             model.load_adapter_weights(stage_dir / "adapter")
             history += json.loads((stage_dir / "log_history.json").read_text())
             continue
@@ -315,8 +386,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
         set_seed(config.training.seed + index)
         trainer = trainer_cls(model=model, args=_training_args(config, stage, stage_dir), train_dataset=dataset,
                               data_collator=collator, callbacks=callbacks)
-        last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
-        trainer.train(resume_from_checkpoint=last)
+        trainer.train(resume_from_checkpoint=_resume_point(stage_dir, state))
         logs = [dict(entry, stage=stage.name) for entry in trainer.state.log_history]
         if trainer.is_world_process_zero():
             write_atomic(stage_dir / "log_history.json", json.dumps(logs, indent=2))

@@ -65,7 +65,7 @@ class _Interrupt(TrainerCallback):
             raise KeyboardInterrupt("simulated interruption")
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+def test_interrupted_run_resumes_to_the_same_weights_past_what_a_kill_left_half_written(tmp_path, capsys):
     stages = ("stages=[{name: thinking_and_heads, train: [thinking, heads], max_steps: 4, learning_rate: 0.01},"
               " {name: joint, train: [thinking, heads, lora], max_steps: 8, learning_rate: 0.01}]")
     common = ["experts=[{name: reconstruction, weight: 0.1}]", stages, "training.save_steps=3"]
@@ -74,7 +74,21 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         run_training(_config(tmp_path / "b", *common), callbacks=[_Interrupt("stage-1-joint", 5)])
     stage = tmp_path / "b" / "train" / "stage-1-joint"
     assert (stage / "checkpoint-3").is_dir() and not (stage / "adapter").exists()
+    # what `kill -9` leaves while the Trainer writes checkpoint-6: a 0-byte optimizer.pt, no trainer_state.json
+    import shutil
+
+    shutil.copytree(stage / "checkpoint-3", stage / "checkpoint-6")
+    (stage / "checkpoint-6" / "optimizer.pt").write_bytes(b"")
+    (stage / "checkpoint-6" / "trainer_state.json").unlink()
+    # and what a kill inside an adapter save left before saves were atomic: the config, no weights
+    first = tmp_path / "b" / "train" / "stage-0-thinking_and_heads" / "adapter"
+    (first / "coat_model.safetensors").unlink()
+    shutil.rmtree(first / "lora")
+    capsys.readouterr()
     resumed = run_training(_config(tmp_path / "b", *common))
+    out = capsys.readouterr().out
+    assert "stage-1-joint: skipping incomplete checkpoint-6 (trainer_state.json missing); removed it" in out
+    assert "stage-1-joint: resuming from checkpoint-3" in out
     a = straight["model"].coat_state_dict()
     b = resumed["model"].coat_state_dict()
     assert a.keys() == b.keys()
