@@ -1,6 +1,7 @@
 """coat train: the tiny config end to end, resume, the pause-style baseline, configs and bad input."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,6 @@ from transformers import TrainerCallback
 
 import coat
 from coat.config_io import ConfigError, load_config
-from coat.experts.cache import MissingTargetsError
 from coat.loading import ModelConfig, load_model_and_processor
 from coat.training import TrainConfig, run_training
 
@@ -129,19 +129,85 @@ def test_a_cache_missing_examples_is_an_error_naming_them(tiny_run, tmp_path):
         run_training(config)
 
 
-def test_examples_left_out_of_the_cache_are_named_before_training(tmp_path):
-    """A silent clip is reported as bad audio and not cached; training then names it instead of starting."""
-    import numpy as np
+ONE_STAGE = "stages=[{name: joint, train: [thinking, lora], max_steps: 2, learning_rate: 0.01}]"
+
+
+def _manifest(tmp_path, n=6, **replace):
+    """A JSONL manifest of ``n`` synthetic examples; ``replace``: index -> (id, audio) written as a float wav."""
+    import soundfile as sf
 
     from coat.data.synth import SynthConfig, generate_split, write_manifest
 
-    examples = generate_split(SynthConfig(train_size=6, validation_size=0, test_size=0), "train")
-    examples[2] = {**examples[2], "id": "silent-one", "audio": np.zeros_like(examples[2]["audio"])}
+    examples = generate_split(SynthConfig(train_size=n, validation_size=0, test_size=0), "train")
     manifest = write_manifest(examples, tmp_path / "data")
+    if replace:
+        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+        for index, (id_, audio) in replace.items():
+            rows[int(index)] |= {"id": id_, "audio": f"{id_}.wav"}
+            sf.write(tmp_path / "data" / f"{id_}.wav", audio, 16000, subtype="FLOAT")
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def test_bad_audio_is_reported_and_left_out_before_training(tmp_path, capsys):
+    """The target cache reports a silent clip; training leaves it out, saying so, and trains on the rest."""
+    import numpy as np
+
+    manifest = _manifest(tmp_path, **{"2": ("silent-one", np.zeros(16000, np.float32))})
     config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}",
-                     "experts=[{name: reconstruction}]")
-    with pytest.raises(MissingTargetsError, match=r"'silent-one' \(silent\)"):
+                     "experts=[{name: reconstruction}]", ONE_STAGE)
+    result = run_training(config)
+    assert len(result["dataset"]) == 5 and "silent-one" not in result["dataset"].source.ids()
+    assert "left out 1 of 6 training example(s) with bad audio: 'silent-one' (silent" in capsys.readouterr().out
+    assert json.loads((tmp_path / "train" / "bad_audio.jsonl").read_text())["reason"] == "silent"
+
+
+def test_non_finite_audio_never_trains_a_nan_adapter_without_experts(tmp_path, capsys):
+    """The pause / no-thinking baselines have no target cache: training checks the audio itself."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    audio = np.full(16000, 0.1, np.float32)
+    audio[:1000] = np.inf
+    manifest = _manifest(tmp_path, **{"1": ("inf-one", audio)})
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]", ONE_STAGE)
+    result = run_training(config)
+    for file in ("coat_model.safetensors", "lora/adapter_model.safetensors"):
+        assert all(torch.isfinite(t).all() for t in load_file(tmp_path / "train" / "adapter" / file).values())
+    assert "'inf-one' (nonfinite: 1000 NaN/inf samples)" in capsys.readouterr().out
+    assert len(result["dataset"]) == 5
+
+    alone = tmp_path / "alone.jsonl"
+    alone.write_text(manifest.read_text().splitlines()[1] + "\n")
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {alone}}}", "experts=[]", ONE_STAGE,
+                     f"training.output_dir={tmp_path}/alone")
+    with pytest.raises(ValueError, match="no training examples left: all 1 have bad audio"):
         run_training(config)
+
+
+class _Diverge(TrainerCallback):
+    """Weights go NaN before step 2 (as after a diverged update): step 2's loss is NaN."""
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 1:
+            with torch.no_grad():
+                model.thinking_embedding.thinking.fill_(float("nan"))
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_batch_and_saves_nothing(tmp_path):
+    from coat.training import NonFiniteLossError
+
+    manifest = _manifest(tmp_path)
+    ids = [json.loads(line)["id"] for line in manifest.read_text().splitlines()]
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]", ONE_STAGE,
+                     "training.save_steps=1")
+    with pytest.raises(NonFiniteLossError, match=r"stage-0-joint: the loss is nan at step 2 .* on the batch of "
+                                                 r"examples \[('[^']+', ){5}'[^']+'\]") as err:
+        run_training(config, callbacks=[_Diverge()])
+    assert set(ids) == set(re.findall(r"'([^']+)'", str(err.value).split("examples")[1]))
+    stage = tmp_path / "train" / "stage-0-joint"
+    assert not (stage / "adapter").exists() and not (tmp_path / "train" / "adapter").exists()
+    assert sorted(p.name for p in stage.iterdir()) == ["checkpoint-1"]  # from before the NaN: finite
 
 
 def test_a_row_without_audio_is_an_error_naming_it(tmp_path):

@@ -297,7 +297,10 @@ def _merge(path: Path, source: AudioSource, expert: Expert, info: dict[str, Any]
 # compute
 
 
-def _decode(source: AudioSource, i: int, checks: AudioChecks) -> tuple[np.ndarray | None, int, tuple | None]:
+def decode_and_check(source: AudioSource, i: int,
+                     checks: AudioChecks) -> tuple[np.ndarray | None, int, tuple[str, str] | None]:
+    """Example ``i`` of ``source`` decoded at its own rate and checked: ``(audio, rate, problem)``, problem being
+    ``(reason, detail)`` for bad audio (unreadable included) or None. Never raises for a broken example."""
     try:
         audio, sr = source.read(i)
     except AudioDecodeError as err:
@@ -391,7 +394,7 @@ def compute_targets(
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
 
         def submit(batch: list[int]) -> list[Future]:
-            return [pool.submit(_decode, source, i, checks) for i in batch]
+            return [pool.submit(decode_and_check, source, i, checks) for i in batch]
 
         next_futures = submit(batches[0]) if batches else []
         for k, batch in enumerate(batches):
