@@ -492,6 +492,7 @@ class TargetCache:
         self._ids: list[str] = [str(i) for i in self._data.with_format(None)["id"]]
         self._index = {id_: row for row, id_ in enumerate(self._ids)}
         self._bad: dict[str, dict[str, str]] | None = None
+        self._num_samples: list[int] | None = None
 
     @classmethod
     def open(cls, path_or_dir: str | os.PathLike, expert: str | Expert | None = None,
@@ -566,6 +567,13 @@ class TargetCache:
         self.require([id_])
         row = self._data[self._index[id_]]
         return {s.name: np.asarray(row[s.name], dtype=np.float32).reshape(-1, s.dim) for s in self.specs}
+
+    def num_samples(self, id_: str) -> int:
+        """Length of example ``id_``'s audio in samples at the expert's sample rate (``specs[i].sample_rate``)."""
+        self.require([id_])
+        if self._num_samples is None:
+            self._num_samples = [int(n) for n in self._data.with_format(None)["num_samples"]]
+        return self._num_samples[self._index[id_]]
 
     def get(self, ids: Sequence[str]) -> list[dict[str, np.ndarray]]:
         """Targets of several examples; one error naming all missing ids."""
