@@ -310,6 +310,9 @@ def run_one(resolved: ResolvedAblation, run: GridRun, output_dir: Path, seed: in
                                          "adapters": [{"path": adapter, "name": run.name}],
                                          "evaluate_base": False, "output_dir": str(run_dir / "eval")}, "eval.")
     results = run_eval(eval_config)
+    if run.name in results["failed"]:
+        raise RuntimeError(f"run {run.name!r}: evaluating its adapter {adapter} failed: "
+                           f"{results['failed'][run.name]['error']}")
     metrics = {f"{task}/{key}": value for task, res in results["models"][run.name].items()
                for key, value in res["metrics"].items()}
     record = {**info, "metrics": metrics, "tasks": results["tasks"], "train_seconds": round(train_seconds, 2),

@@ -26,4 +26,6 @@ def main(argv: list[str]) -> int:
     for line in summary_lines(results):
         print(line)
     print(f"results: {config.output_dir}/results.json, {config.output_dir}/results.md")
-    return 0
+    for column, failure in results["failed"].items():
+        print(f"coat eval: {column} ({failure['path'] or 'base model'}) failed: {failure['error']}", file=sys.stderr)
+    return 1 if results["failed"] else 0
