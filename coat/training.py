@@ -176,14 +176,17 @@ def target_caches(config: TrainConfig, source, experts):
                         batch_seconds=config.targets.batch_seconds, checks=config.data.checks)
     caches = []
     audio_fp = audio_fingerprint(source) if experts else None  # once, not once per expert
+    # just computed or checked byte for byte when targets.compute is set; else checked in full here, once per run
+    verify = "size" if config.targets.compute else "full"
     for expert in experts:
         try:
             caches.append(TargetCache.open(config.targets.cache_dir, expert=expert, source=source,
-                                           audio_fp=audio_fp))
+                                           audio_fp=audio_fp, verify=verify))
         except (FileNotFoundError, KeyError, ValueError) as err:
+            advice = "" if config.targets.compute else ". Run `coat targets` first or set targets.compute=true"
             raise FileNotFoundError(
-                f"no target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "
-                f"({err}). Run `coat targets` first or set targets.compute=true") from err
+                f"no usable target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "
+                f"({err}){advice}") from err
     return caches
 
 

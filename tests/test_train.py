@@ -261,3 +261,23 @@ def test_config_typo_is_an_error_naming_the_key(tmp_path):
         load_config(TrainConfig, bad)
     with pytest.raises(ConfigError, match="stage 'x'"):
         _config(tmp_path, "stages=[{name: x, train: [everything]}]")
+
+
+def test_a_damaged_target_cache_is_computed_again_by_a_run_that_computes_targets(tmp_path, capsys):
+    import shutil
+
+    from coat.training import build_experts, target_caches, training_source
+
+    manifest = _manifest(tmp_path, n=3)
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}",
+                     "experts=[{name: reconstruction}]")
+    source, experts = training_source(config), build_experts(config)
+    (cache,) = target_caches(config, source, experts)
+    shutil.rmtree(cache.path / "data")  # deleted by hand (or a disk cleanup): never reported as reused
+    (again,) = target_caches(config, source, experts)
+    assert "is damaged (data/ is missing); computing it again" in capsys.readouterr().out
+    assert again.ids() == source.ids()
+    shutil.rmtree(again.path / "data")
+    config.targets.compute = False
+    with pytest.raises(FileNotFoundError, match=r"is damaged: data/ is missing.*Run `coat targets` first"):
+        target_caches(config, source, experts)
