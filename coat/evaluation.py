@@ -319,6 +319,8 @@ def _field(meta: dict, column: str, task: TaskConfig, what: str):
 def build_examples(task: TaskConfig, source) -> list[EvalExample]:
     """Prompts and references of every example of ``task``; raises :class:`EvalDataError` naming the example
     when its answer cannot be scored (answer not among the choices, label outside the label set, ...)."""
+    if len(source) == 0:
+        raise EvalDataError(f"task {task.name!r}: its source {task.source.path!r} has no examples")
     metas = [source.metadata(i) for i in range(len(source))]
     examples = []
     if task.type == "classification" and not task.labels:

@@ -265,6 +265,8 @@ class CoATModel(nn.Module):
             raise ValueError("CoATModel needs input_ids (the processor's output); inputs_embeds is not supported")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}")
+        if input_ids.numel() == 0:
+            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): an empty batch has nothing to run")
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids "
                              f"{tuple(input_ids.shape)}")

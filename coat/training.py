@@ -38,6 +38,7 @@ from coat.heads import HeadConfig
 from coat.loading import ModelConfig
 
 TRAINABLE_PARTS = ("thinking", "heads", "lora")
+_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a stage's folder stays inside output_dir
 
 
 @dataclass
@@ -90,6 +91,9 @@ class StageConfig:
     lr_scheduler: str = "linear"
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not _FOLDER_NAME.match(self.name) or ".." in self.name:
+            raise ValueError(f"stage name {self.name!r} must be a folder name of letters, digits and _ . + - (it "
+                             "names the stage's folder inside training.output_dir)")
         unknown = sorted(set(self.train) - set(TRAINABLE_PARTS))
         if unknown or not self.train:
             raise ValueError(f"stage {self.name!r}: train must list some of {TRAINABLE_PARTS}, got {self.train}")

@@ -217,3 +217,11 @@ def test_one_bad_adapter_is_reported_by_name_and_the_others_are_kept(tiny, tmp_p
     assert (out / "results.md").read_text().splitlines()[0] == "| task / metric | base | good1 | good2 |"
     err = capsys.readouterr().err
     assert f"coat eval: bad ({broken}) failed: ValueError" in err
+
+
+def test_a_task_without_examples_is_an_error_naming_it(tiny, tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "out"
+    assert run_cli(base_config(tiny, out, [{"name": "mc", "source": {"path": str(empty)}}]), tmp_path) == 2
+    assert "task 'mc': its source" in capsys.readouterr().err and not (out / "results.json").exists()

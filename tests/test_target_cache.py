@@ -461,3 +461,22 @@ def test_an_all_bad_or_empty_source_gives_a_cache_that_opens(tmp_path, rms_modul
     cfg = _write_config(tmp_path, tmp_path / "no_audio", tmp_path / "cache2")
     assert coat_main(["targets", str(cfg)]) == 2
     assert "has no examples" in capsys.readouterr().err
+
+
+def test_a_fifo_as_an_audio_path_is_refused_not_waited_on(tmp_path):
+    """`coat targets` on a manifest naming a FIFO: reported as unreadable, and the run ends (a subprocess, so that a
+    regression shows as a failure rather than a hung test session)."""
+    clips = write_clips(tmp_path / "clips", 2)
+    os.mkfifo(clips / "pipe.wav")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"id": name, "audio": f"clips/{name}"}) + "\n"
+                                for name in ("clip000.wav", "pipe.wav", "clip001.wav")))
+    cfg = _write_config(tmp_path, manifest, tmp_path / "cache")
+    done = subprocess.run([sys.executable, "-m", "coat", "targets", str(cfg)], env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (folder,) = (tmp_path / "cache").iterdir()
+    (report,) = [json.loads(line) for line in (folder / "report.jsonl").read_text().splitlines()]
+    assert report["id"] == "pipe.wav" and report["reason"] == "unreadable"
+    assert "not a regular file (a FIFO); refused" in report["detail"]
+    assert TargetCache.open(folder).ids() == ["clip000.wav", "clip001.wav"]

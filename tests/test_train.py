@@ -210,15 +210,29 @@ def test_a_non_finite_loss_stops_the_run_naming_the_batch_and_saves_nothing(tmp_
     assert sorted(p.name for p in stage.iterdir()) == ["checkpoint-1"]  # from before the NaN: finite
 
 
-def test_a_row_without_audio_is_an_error_naming_it(tmp_path):
+def test_a_row_without_audio_is_named(tmp_path, capsys):
     manifest = tmp_path / "train.jsonl"
     manifest.write_text(json.dumps({"id": "ex1", "audio": "missing.wav", "question": "q", "answer": "a"}) + "\n")
     config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]")
-    with pytest.raises(FileNotFoundError, match="example 'ex1': audio file"):
+    with pytest.raises(ValueError, match="no training examples left: all 1 have bad audio"):
         run_training(config)
+    assert "'ex1' (unreadable: " in capsys.readouterr().out and "missing.wav: file not found" in \
+        (tmp_path / "train" / "bad_audio.jsonl").read_text()
     manifest.write_text(json.dumps({"id": "ex2", "question": "q", "answer": "a"}) + "\n")
     with pytest.raises(ValueError, match="needs an 'audio' field"):
         run_training(config)
+    manifest.write_text(json.dumps({"id": "ex3", "audio": None, "question": "q", "answer": "a"}) + "\n")
+    with pytest.raises(ValueError, match=r"train.jsonl:1: 'audio' must be the path of an audio file .*got None"):
+        run_training(config)
+    manifest.write_text("")
+    with pytest.raises(ValueError, match="has no examples"):
+        run_training(config)
+
+
+def test_a_stage_name_cannot_leave_the_output_folder(tmp_path):
+    for name in ("../escape", "a/b", "..", ".hidden"):
+        with pytest.raises(ConfigError, match="must be a folder name"):
+            _config(tmp_path, f"stages=[{{name: '{name}', train: [thinking]}}]")
 
 
 def test_two_processes_train_with_the_same_loss_curve_shape(tmp_path):

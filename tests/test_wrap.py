@@ -358,3 +358,11 @@ def test_a_very_large_num_thinking_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         coat.CoATConfig(num_thinking=1024)
+
+
+def test_an_empty_batch_is_a_clear_error(load_tiny):
+    model = coat.wrap(load_tiny("qwen2_audio"), num_thinking=4)
+    with pytest.raises(ValueError, match="input_ids is empty"):
+        model(input_ids=torch.zeros((0, 5), dtype=torch.long))
+    with pytest.raises(ValueError, match="input_ids is empty"):
+        model.generate(input_ids=torch.zeros((0, 5), dtype=torch.long), max_new_tokens=1)
