@@ -189,7 +189,7 @@ def target_caches(config: TrainConfig, source, experts):
         except (FileNotFoundError, KeyError, ValueError) as err:
             advice = "" if config.targets.compute else ". Run `coat targets` first or set targets.compute=true"
             raise FileNotFoundError(
-                f"no usable target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "
+                f"no target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "
                 f"({err}){advice}") from err
     return caches
 
