@@ -34,6 +34,14 @@ def _umask() -> int:
     return mask
 
 
+def _as_created(path: Path) -> None:
+    """Give ``path`` the mode a plain ``open()`` / ``mkdir()`` would have (0666 / 0777 less the umask), instead of
+    the 0600 / 0700 of temp files (mkstemp, mkdtemp, safetensors' own writer)."""
+    if path.is_symlink():
+        return
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[str]:
     """Yield a temp path next to ``target``; on success it replaces ``target``, on failure it is removed.
@@ -43,8 +51,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[str]:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
+        _as_created(Path(tmp))  # after the writer: some (safetensors) replace the file with a 0600 one of their own
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -57,13 +65,15 @@ def atomic_dir(target: str | os.PathLike, replace: bool = False) -> Iterator[Pat
     is removed, so a half-written folder never appears under that name.
 
     ``replace``: an existing ``target`` is replaced as a whole (moved aside, the new folder renamed in, the old one
-    deleted), so nothing of the old folder survives into the new one. The folder gets 0777 less the umask."""
+    deleted), so nothing of the old folder survives into the new one. The folder and what was written into it get
+    the permissions of any new folder and file (0777 / 0666 less the umask)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
+        for path in [tmp, *tmp.rglob("*")]:
+            _as_created(path)
         old = None
         if replace and target.exists():
             old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))

@@ -3,6 +3,8 @@
 import os
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from coat.files import atomic_dir, private_dir, write_atomic
 
@@ -30,11 +32,14 @@ def test_written_files_and_folders_follow_the_umask(tmp_path, umask):
     try:
         write_atomic(tmp_path / "results.json", "{}")
         with atomic_dir(tmp_path / "adapter") as tmp:
-            (tmp / "a.bin").write_bytes(b"x")
+            save_file({"w": torch.zeros(2)}, tmp / "w.safetensors")  # safetensors writes 0600 files of its own
+            (tmp / "lora").mkdir()
     finally:
         os.umask(old)
     assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o666 & ~umask
     assert (tmp_path / "adapter").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (tmp_path / "adapter" / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "adapter" / "lora").stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_atomic_dir_replace_leaves_nothing_of_the_old_folder(tmp_path):
