@@ -283,23 +283,21 @@ def build_model(config: TrainConfig, experts):
 
 # ----------------------------------------------------------------------------------------------------- resume
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-# what the Trainer writes into every checkpoint besides the adapter (save_only_model is off)
-_CHECKPOINT_FILES = ("optimizer.pt", "scheduler.pt", "trainer_state.json")
 
 
 def checkpoint_problem(path: Path) -> str | None:
     """Why the Trainer checkpoint at ``path`` cannot be resumed from (a kill while it was written), or None.
 
-    Complete means: the adapter parts its config names, the optimizer, scheduler and trainer state are there,
-    no file is empty, and ``trainer_state.json`` (the Trainer writes it last) parses."""
+    Complete means: ``trainer_state.json`` is there and parses (the Trainer writes it last, after the adapter, the
+    optimizer, scheduler and RNG states, whatever their layout: DDP, FSDP or DeepSpeed), no file is empty, and the
+    adapter has every part its config names."""
     from coat.model import adapter_missing_parts
 
-    missing = [name for name in _CHECKPOINT_FILES if not (path / name).is_file()]
-    if missing:
-        return f"{', '.join(missing)} missing"
-    empty = sorted(f.name for f in path.iterdir() if f.is_file() and f.stat().st_size == 0)
+    if not (path / "trainer_state.json").is_file():
+        return "trainer_state.json missing"
+    empty = sorted(f.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file() and f.stat().st_size == 0)
     if empty:
-        return f"{', '.join(empty)} empty"
+        return f"{', '.join(empty[:3])} empty"
     try:
         json.loads((path / "trainer_state.json").read_text())
     except (ValueError, UnicodeDecodeError):

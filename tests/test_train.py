@@ -295,3 +295,22 @@ def test_a_damaged_target_cache_is_computed_again_by_a_run_that_computes_targets
     config.targets.compute = False
     with pytest.raises(FileNotFoundError, match=r"is damaged: data/ is missing.*Run `coat targets` first"):
         target_caches(config, source, experts)
+
+
+def test_the_newest_complete_checkpoint_is_chosen(load_tiny, tmp_path):
+    from coat.training import last_complete_checkpoint
+
+    model = coat.wrap(load_tiny("qwen2_audio"), num_thinking=2)
+    for step in (3, 6, 9, 12):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        model.save_pretrained(checkpoint)
+        (checkpoint / "optimizer.pt").write_bytes(b"state")
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"global_st')  # killed while writing it
+    (tmp_path / "checkpoint-9" / "optimizer.pt").write_bytes(b"")
+    (tmp_path / "checkpoint-6" / "coat_model.safetensors").unlink()
+    last, incomplete = last_complete_checkpoint(tmp_path)
+    assert last.name == "checkpoint-3"
+    assert [(p.name, why) for p, why in incomplete] == [
+        ("checkpoint-12", "trainer_state.json does not parse"), ("checkpoint-9", "optimizer.pt empty"),
+        ("checkpoint-6", "coat_model.safetensors is missing")]
