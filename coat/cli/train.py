@@ -7,7 +7,7 @@ from coat.config_io import load_config
 
 
 def main(argv: list[str]) -> int:
-    from coat.training import NonFiniteLossError, TrainConfig, TrainingDataError, run_training
+    from coat.training import TrainConfig, TrainingDataError, run_training
 
     if not argv or argv[0].startswith("-") or "=" in argv[0]:
         print("usage: coat train <config.yaml> [key=value ...]   (e.g. coat train configs/tiny.yaml)")
@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
     config = load_config(TrainConfig, argv[0], argv[1:])
     try:
         result = run_training(config)
-    except (NonFiniteLossError, TrainingDataError) as err:
+    except (FloatingPointError, TrainingDataError) as err:  # a NaN loss, NaN weights, no usable examples
         print(f"coat train: {err}", file=sys.stderr)
         return 1
     if int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
