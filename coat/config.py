@@ -49,6 +49,8 @@ class CoATConfig:
                           "the thinking table has that many rows; is that intended?", UserWarning, stacklevel=3)
         if isinstance(self.thinking_layer, bool) or not isinstance(self.thinking_layer, int):
             raise ValueError(f"thinking_layer must be an integer layer index, got {self.thinking_layer!r}")
+        if not isinstance(self.freeze_base, bool):  # a string "false" would be true
+            raise ValueError(f"freeze_base must be True or False, got {self.freeze_base!r}")
         if self.thinking_init not in THINKING_INITS:
             raise ValueError(f"thinking_init must be one of {THINKING_INITS}, got {self.thinking_init!r}")
         for name in ("audio_token_id", "audio_end_token_id"):

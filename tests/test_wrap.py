@@ -366,3 +366,8 @@ def test_an_empty_batch_is_a_clear_error(load_tiny):
         model(input_ids=torch.zeros((0, 5), dtype=torch.long))
     with pytest.raises(ValueError, match="input_ids is empty"):
         model.generate(input_ids=torch.zeros((0, 5), dtype=torch.long), max_new_tokens=1)
+
+
+def test_freeze_base_must_be_a_boolean_in_python_too():
+    with pytest.raises(ValueError, match="freeze_base must be True or False, got 'false'"):
+        coat.CoATConfig(freeze_base="false")
