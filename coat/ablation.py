@@ -55,6 +55,8 @@ _SHOWN_METRICS = ("accuracy", "wer", "macro_f1", "unparseable")
 class GridRun:
     """One run of the grid: a name (its folder), the experts it trains with, and whether it has thinking."""
 
+    config_accepts_string = True  # `grid: [pause, all]`: the name of a generated run
+
     name: str = field(default="", metadata={"help": "run name: its folder under output_dir and its table row"})
     experts: list[str] = field(default_factory=list, metadata={"help": "names of experts of the train config"})
     thinking: bool = field(default=True, metadata={"help": "false: num_thinking 0 (plain LoRA fine-tuning)"})
@@ -309,6 +311,9 @@ def run_one(resolved: ResolvedAblation, run: GridRun, output_dir: Path, seed: in
                                          "adapters": [{"path": adapter, "name": run.name}],
                                          "evaluate_base": False, "output_dir": str(run_dir / "eval")}, "eval.")
     results = run_eval(eval_config)
+    if run.name in results["failed"]:
+        raise RuntimeError(f"run {run.name!r}: evaluating its adapter {adapter} failed: "
+                           f"{results['failed'][run.name]['error']}")
     metrics = {f"{task}/{key}": value for task, res in results["models"][run.name].items()
                for key, value in res["metrics"].items()}
     record = {**info, "metrics": metrics, "tasks": results["tasks"], "train_seconds": round(train_seconds, 2),

@@ -300,8 +300,12 @@ def _cached_label(targets: dict[str, np.ndarray], target: str, transform: str, v
     raise ValueError(f"transform {transform!r} does not apply to cached targets (use semitone or argmax)")
 
 
-def resolve_labels(task: ProbeTask, ids: list[str], metadata: list[dict[str, Any]], cache_dir: str) -> list:
-    """One label per example (None where it has none). A missing label source is a ConfigError naming the probe."""
+def resolve_labels(task: ProbeTask, ids: list[str], metadata: list[dict[str, Any]], cache_dir: str,
+                   heard_seconds: float | None = None) -> list:
+    """One label per example (None where it has none). A missing label source is a ConfigError naming the probe.
+
+    ``heard_seconds``: the most audio the model receives (:func:`coat.data.collate.audio_window`); cached targets
+    are cut to it first (:func:`coat.data.collate.cut_targets`), so a label describes the audio the states saw."""
     if task.metadata is not None:
         if not any(task.metadata in m for m in metadata):
             columns = sorted({k for m in metadata for k in m})
@@ -332,7 +336,19 @@ def resolve_labels(task: ProbeTask, ids: list[str], metadata: list[dict[str, Any
         transform = "semitone" if target == "pitch" else "argmax"
     if transform == "class":
         raise ConfigError(f"probe {task.name!r}: transform class needs a metadata label source")
-    return [_cached_label(cache[i], target, transform) if i in cache else None for i in ids]
+    from coat.data.collate import cut_targets
+
+    specs = {s.name: s for s in cache.specs}
+    labels = []
+    for id_ in ids:
+        if id_ not in cache:
+            labels.append(None)
+            continue
+        targets = cache[id_]
+        if heard_seconds is not None:
+            targets = cut_targets(targets, specs, heard_seconds, cache.num_samples(id_) / cache.specs[0].sample_rate)
+        labels.append(None if targets[target] is None else _cached_label(targets, target, transform))
+    return labels
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -483,6 +499,7 @@ def _wrap(base, spec: AdapterSpec):
 def run_analysis(config: AnalyzeConfig) -> dict[str, Any]:
     """Run everything ``config`` asks for, write ``analysis.json`` and the plots, and return the results."""
     from coat.adapters import get_adapter
+    from coat.data.collate import audio_window
     from coat.loading import load_model_and_processor
 
     source = open_examples(config.data, config.max_examples)
@@ -491,6 +508,11 @@ def run_analysis(config: AnalyzeConfig) -> dict[str, Any]:
     labels = {t.name: resolve_labels(t, ids, metadata, config.cache_dir) for t in config.probes}  # fail early
 
     base, processor = load_model_and_processor(config.model)
+    window = audio_window(processor)
+    if window is not None:  # cached labels describe the audio the model receives (a long clip is cut to it)
+        heard = window / processor.feature_extractor.sampling_rate
+        labels.update({t.name: resolve_labels(t, ids, metadata, config.cache_dir, heard)
+                       for t in config.probes if t.cache is not None})
     base = base.to(config.device).eval()
     adapter = get_adapter(base)
     text_model = adapter.text_model(base)

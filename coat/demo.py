@@ -385,6 +385,8 @@ def evaluate(config: DemoConfig, model_dir: Path, adapters: dict[str, Path], out
                              evaluate_base=False, tasks=[task], output_dir=str(output_dir),
                              batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens, progress=False)
     results = run_eval(eval_config)
+    if results["failed"]:
+        raise RuntimeError(f"evaluating the demo's adapters failed: {results['failed']}")
     return {name: results["models"][name]["synth"]["metrics"] for name in adapters}
 
 

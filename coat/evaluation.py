@@ -18,7 +18,9 @@ would make a score meaningless (an answer that is not among its choices) stop th
 generated, naming the example.
 
 Output: ``<output_dir>/results.json`` (per model, per task: metrics, per-example predictions, unparseable,
-skipped) and ``<output_dir>/results.md`` (rows: task / metric, columns: base and each adapter).
+skipped) and ``<output_dir>/results.md`` (rows: task / metric, columns: base and each adapter), rewritten as each
+model finishes. A model that fails (an adapter that does not load, an error while generating) is listed under
+``failed`` with its error; the results of the others are kept.
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ class TaskConfig:
 @dataclass
 class AdapterEntry:
     """A CoAT adapter folder (written by ``CoATModel.save_pretrained``) and its column name."""
+
+    config_accepts_string = True  # `adapters: [runs/x/adapter]`: a bare path
 
     path: str = field(default="", metadata={"help": "adapter folder"})
     name: str = field(default="", metadata={"help": "column name in results; default: the folder's name"})
@@ -317,6 +321,8 @@ def _field(meta: dict, column: str, task: TaskConfig, what: str):
 def build_examples(task: TaskConfig, source) -> list[EvalExample]:
     """Prompts and references of every example of ``task``; raises :class:`EvalDataError` naming the example
     when its answer cannot be scored (answer not among the choices, label outside the label set, ...)."""
+    if len(source) == 0:
+        raise EvalDataError(f"task {task.name!r}: its source {task.source.path!r} has no examples")
     metas = [source.metadata(i) for i in range(len(source))]
     examples = []
     if task.type == "classification" and not task.labels:
@@ -471,6 +477,8 @@ def results_markdown(results: dict[str, Any]) -> str:
                 value = results["models"][col][name]["metrics"].get(key)
                 cells.append("" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value))
             lines.append(f"| {name} / {key} | " + " | ".join(cells) + " |")
+    for column, failure in results.get("failed", {}).items():
+        lines.append(f"\n{column}: failed ({failure['error']}); no results")
     return "\n".join(lines) + "\n"
 
 
@@ -514,10 +522,16 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         "config": asdict(config),
         "tasks": [{"name": t.name, "type": t.type, "examples": len(ex)} for t, _, ex in suite],
         "models": {},
+        "failed": {},
     }
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     for column, adapter_path in columns:
-        model = base if adapter_path is None else CoATModel.from_pretrained(base, adapter_path)
+        # one model failing (an adapter that does not load, an error while generating) loses only its own column:
+        # it is reported by name, and the results of every other model are written as they finish
+        model = None
         try:
+            model = base if adapter_path is None else CoATModel.from_pretrained(base, adapter_path)
             per_task = {}
             for task, source, examples in suite:
                 answers, skipped = generate_answers(
@@ -526,22 +540,22 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
                     desc=f"{column} / {task.name}", progress=config.progress)
                 per_task[task.name] = score_task(task, examples, answers, skipped)
             results["models"][column] = per_task
+        except Exception as err:  # noqa: BLE001 - reported per model, the others go on
+            what = "base model" if adapter_path is None else f"adapter {column!r} ({adapter_path})"
+            results["failed"][column] = {"path": adapter_path, "error": f"{type(err).__name__}: {err}"}
+            print(f"coat eval: {what} failed, the other models go on: {type(err).__name__}: {err}", flush=True)
         finally:
-            if adapter_path is not None:
+            if adapter_path is not None and model is not None:
                 model.unwrap()
-
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
-    write_atomic(out / "results.md", results_markdown(results))
+        write_atomic(out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+        write_atomic(out / "results.md", results_markdown(results))
     return results
-
-
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
     """One line per model and task with skipped or unparseable examples (what a reader should look at)."""
-    lines = []
+    lines = [f"{column}: FAILED ({failure['path'] or 'base model'}): {failure['error']}"
+             for column, failure in results.get("failed", {}).items()]
     for column, per_task in results["models"].items():
         for name, res in per_task.items():
             if res["skipped"]:

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 from coat.adapters import Adapter, get_adapter
 from coat.config import CoATConfig
 from coat.experts.base import TargetSpec
-from coat.files import atomic_path, write_atomic
+from coat.files import atomic_dir
 from coat.heads import ExpertHeads, HeadConfig, PreparedTargets, prepare_active_targets
 from coat.losses import distillation_losses
 from coat.thinking import ThinkingBatch, ThinkingEmbedding, audio_span_ends, insert_thinking
@@ -36,6 +37,8 @@ CONFIG_NAME = "coat_config.json"
 WEIGHTS_NAME = "coat_model.safetensors"
 LORA_DIR = "lora"  # a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)
 LORA_NAME = "adapter_model.safetensors"
+LORA_CONFIG_NAME = "adapter_config.json"
+ADAPTER_ENTRIES = (CONFIG_NAME, WEIGHTS_NAME, LORA_DIR)
 # Arguments that would bypass or contradict the insertion: the base model must see our input_ids.
 _REFUSED = {
     "inputs_embeds": "CoAT inserts thinking ids into input_ids; pass input_ids (Qwen2-Audio, for one, skips "
@@ -56,6 +59,60 @@ def lora_target_pattern(root: nn.Module, layers: nn.ModuleList, names) -> str:
     return rf"{re.escape(path)}\.\d+\..*\b({'|'.join(map(re.escape, names))})"
 
 
+def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``coat_config.json`` of the adapter folder ``path``; a missing or unreadable one is an error naming it."""
+    path = Path(path)
+    file = path / CONFIG_NAME
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} holds no {CONFIG_NAME}; is it a folder written by "
+                                "CoATModel.save_pretrained?")
+    try:
+        meta = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{file} is not valid JSON ({err}); the adapter is damaged: save or train it again") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{file} does not hold an adapter config (a JSON object)")
+    return meta
+
+
+def adapter_has_lora(path: str | os.PathLike, meta: dict[str, Any]) -> bool:
+    """Whether LoRA is part of the adapter: its config says so (adapters saved before that key existed: whether a
+    ``lora/`` folder with its config is there)."""
+    if "lora" in meta:
+        return bool(meta["lora"])
+    return (Path(path) / LORA_DIR / LORA_CONFIG_NAME).is_file()
+
+
+def adapter_missing_parts(path: str | os.PathLike, meta: dict[str, Any] | None = None) -> list[str]:
+    """What the adapter folder ``path`` lacks of what its config names (empty: complete). A part is missing when its
+    file is absent or empty."""
+    path = Path(path)
+    if meta is None:
+        try:
+            meta = read_adapter_config(path)
+        except (OSError, ValueError) as err:
+            return [str(err)]
+    files = [WEIGHTS_NAME]
+    if adapter_has_lora(path, meta):
+        files += [f"{LORA_DIR}/{LORA_CONFIG_NAME}", f"{LORA_DIR}/{LORA_NAME}"]
+    missing = []
+    for name in files:
+        file = path / name
+        if not file.is_file():
+            missing.append(f"{name} is missing")
+        elif file.stat().st_size == 0:
+            missing.append(f"{name} is empty")
+    return missing
+
+
+def _load_weights(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise ValueError(f"{file} cannot be read ({type(err).__name__}: {err}); the adapter is damaged: save or "
+                         "train it again") from None
+
+
 class CoATModel(nn.Module):
     """A base LALM with a thinking table. Build it with :func:`coat.wrap`.
 
@@ -71,8 +128,14 @@ class CoATModel(nn.Module):
         adapter = adapter or get_adapter(base_model)
         outer_config = base_model.config  # the adapter's ids are read from the config it is registered for
         base_model = adapter.text_model(base_model)
+        # Everything that can fail is checked before the base model is touched: a failed wrap leaves it as it was.
         if isinstance(base_model.get_input_embeddings(), ThinkingEmbedding):
             raise ValueError("this model is already wrapped by CoAT; call .unwrap() on the CoATModel first")
+        layers = adapter.decoder_layers(base_model)
+        if not -len(layers) <= config.thinking_layer < len(layers):
+            raise ValueError(
+                f"thinking_layer={config.thinking_layer} is out of range for a model with {len(layers)} decoder layers"
+            )
         self.config = config
         self.adapter = adapter
         self.base_model = base_model
@@ -80,25 +143,21 @@ class CoATModel(nn.Module):
                                else adapter.audio_token_id(outer_config))
         self.audio_end_token_id = (config.audio_end_token_id if config.audio_end_token_id is not None
                                    else adapter.audio_end_token_id(outer_config))
-        if config.freeze_base:
-            for param in base_model.parameters():
-                param.requires_grad_(False)
-        base_model.set_input_embeddings(
-            ThinkingEmbedding(base_model.get_input_embeddings(), config.num_thinking, init=config.thinking_init)
-        )
-        layers = adapter.decoder_layers(base_model)
-        try:
-            self._hooked_layer = layers[config.thinking_layer]
-        except IndexError:
-            raise ValueError(
-                f"thinking_layer={config.thinking_layer} is out of range for a model with {len(layers)} decoder layers"
-            ) from None
+        self._hooked_layer = layers[config.thinking_layer]
         self._captured: torch.Tensor | None = None
         self._capturing = False
-        self._hook = self._hooked_layer.register_forward_hook(self._capture_hook)
         self.heads: ExpertHeads | None = None
         self.expert_weights: dict[str, float] = {}
         self.lora_config = None
+        # the base's own requires_grad flags, put back by unwrap()
+        self._base_flags = {name: p.requires_grad for name, p in base_model.named_parameters()}
+        embedding = ThinkingEmbedding(base_model.get_input_embeddings(), config.num_thinking,
+                                      init=config.thinking_init)
+        if config.freeze_base:
+            for param in base_model.parameters():
+                param.requires_grad_(False)
+        base_model.set_input_embeddings(embedding)
+        self._hook = self._hooked_layer.register_forward_hook(self._capture_hook)
 
     def add_heads(self, specs: list[TargetSpec], head_config: HeadConfig | None = None,
                   weights: dict[str, float] | None = None) -> ExpertHeads:
@@ -206,6 +265,8 @@ class CoATModel(nn.Module):
             raise ValueError("CoATModel needs input_ids (the processor's output); inputs_embeds is not supported")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}")
+        if input_ids.numel() == 0:
+            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): an empty batch has nothing to run")
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids "
                              f"{tuple(input_ids.shape)}")
@@ -349,40 +410,58 @@ class CoATModel(nn.Module):
         return state
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write ``coat_config.json`` and ``coat_model.safetensors`` (atomically) into ``path``."""
+        """Write the adapter into ``path`` as one unit: ``coat_config.json``, ``coat_model.safetensors`` and, when the
+        model has LoRA, ``lora/``. The folder is written under a temporary name and replaces ``path`` whole, so a
+        kill leaves the old adapter or the new one, and nothing of an older save (a stale ``lora/``) survives.
+        ``path`` must be new, empty or an adapter folder; weights that are not finite are an error, not a file."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            foreign = sorted(p.name for p in path.iterdir() if p.name not in ADAPTER_ENTRIES
+                             and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+            if foreign:
+                raise FileExistsError(f"{path} holds files that are not part of a CoAT adapter "
+                                      f"({', '.join(foreign[:5])}); save_pretrained replaces the whole folder: give "
+                                      "the adapter a folder of its own")
+        elif path.exists():
+            raise FileExistsError(f"{path} is a file, not a folder")
+        state = self.coat_state_dict()
+        lora_state = None
+        if self.lora_config is not None:
+            import peft
+
+            lora_state = {k: v.detach().cpu().contiguous()
+                          for k, v in peft.get_peft_model_state_dict(self.base_model).items()}
+        for name, tensor in [*state.items(), *(lora_state or {}).items()]:
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise FloatingPointError(f"not saving the adapter to {path}: weight {name!r} holds NaN/inf values "
+                                         "(training diverged or its data was not finite)")
         meta = {
             **self.config.to_dict(),
             "base_model_type": self.base_model.config.model_type,
             "hidden_size": self.hidden_size,
             "vocab_offset": self.thinking_embedding.offset,
+            "lora": lora_state is not None,
         }
         if self.heads is not None:
             meta["heads"] = {**self.heads.to_dict(), "weights": self.expert_weights}
-        write_atomic(path / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
-        with atomic_path(path / WEIGHTS_NAME) as tmp:
-            save_file(self.coat_state_dict(), tmp, metadata={"format": "pt"})
-        if self.lora_config is not None:
-            import peft
-
-            lora = path / LORA_DIR
-            lora.mkdir(exist_ok=True)
-            state = {k: v.detach().cpu().contiguous() for k, v in peft.get_peft_model_state_dict(
-                self.base_model).items()}
-            with atomic_path(lora / LORA_NAME) as tmp:
-                save_file(state, tmp, metadata={"format": "pt"})
-            write_atomic(lora / "adapter_config.json",
-                         json.dumps(self.lora_config.to_dict(), indent=2, default=list) + "\n")
+        with atomic_dir(path, replace=True) as tmp:
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            if lora_state is not None:
+                (tmp / LORA_DIR).mkdir()
+                save_file(lora_state, str(tmp / LORA_DIR / LORA_NAME), metadata={"format": "pt"})
+                (tmp / LORA_DIR / LORA_CONFIG_NAME).write_text(
+                    json.dumps(self.lora_config.to_dict(), indent=2, default=list) + "\n")
+            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls, base_model: nn.Module, path: str | os.PathLike, **overrides) -> CoATModel:
-        """Wrap ``base_model`` with the CoAT adapter saved at ``path`` (identical logits to the saved model)."""
+        """Wrap ``base_model`` with the CoAT adapter saved at ``path`` (identical logits to the saved model).
+
+        The adapter is checked before the base model is touched (its config, that every part its config names is
+        there, that it belongs to this kind and size of model); if loading fails later, the base is unwrapped again.
+        """
         path = Path(path)
-        if not (path / CONFIG_NAME).is_file():
-            raise FileNotFoundError(f"{path} holds no {CONFIG_NAME}; is it a folder written by "
-                                    "CoATModel.save_pretrained?")
-        meta = json.loads((path / CONFIG_NAME).read_text())
+        meta = read_adapter_config(path)
         adapter = get_adapter(base_model)
         target = adapter.text_model(base_model)
         if meta.get("base_model_type") != target.config.model_type:
@@ -392,34 +471,58 @@ class CoATModel(nn.Module):
         if meta.get("hidden_size") != hidden:
             raise ValueError(f"the CoAT adapter at {path} has hidden size {meta.get('hidden_size')}, this base model "
                              f"has {hidden}: it belongs to another model size")
+        embedding = target.get_input_embeddings()
+        vocab = (embedding.base if isinstance(embedding, ThinkingEmbedding) else embedding).num_embeddings
+        if meta.get("vocab_offset", vocab) != vocab:
+            raise ValueError(f"the CoAT adapter at {path} was trained on a base model with {meta['vocab_offset']} "
+                             f"input embeddings, this one has {vocab}: its thinking ids would be read as other tokens "
+                             "(another tokenizer or a resized vocabulary)")
+        missing = adapter_missing_parts(path, meta)
+        if missing:
+            raise FileNotFoundError(f"the CoAT adapter at {path} is incomplete: {'; '.join(missing)}. Save or train "
+                                    "it again")
         names = {f.name for f in fields(CoATConfig)}
         config = CoATConfig(**{**{k: v for k, v in meta.items() if k in names}, **overrides})
         model = cls(base_model, config, adapter=adapter)
-        if "heads" in meta:
-            heads = ExpertHeads.from_dict(meta["heads"])
-            model.add_heads(list(heads.specs.values()), heads.config, meta["heads"].get("weights"))
-        if (path / LORA_DIR / "adapter_config.json").is_file():
-            import peft
+        try:
+            if "heads" in meta:
+                heads = ExpertHeads.from_dict(meta["heads"])
+                model.add_heads(list(heads.specs.values()), heads.config, meta["heads"].get("weights"))
+            if adapter_has_lora(path, meta):
+                import peft
 
-            lora = peft.LoraConfig.from_pretrained(str(path / LORA_DIR))
-            peft.inject_adapter_in_model(lora, model.base_model)
-            model.base_model.train(model.base_model.training)
-            model.lora_config = lora
-            model.set_trainable(())  # a loaded adapter is for inference until the caller says otherwise
-        model.load_adapter_weights(path)
+                lora = peft.LoraConfig.from_pretrained(str(path / LORA_DIR))
+                peft.inject_adapter_in_model(lora, model.base_model)
+                model.base_model.train(model.base_model.training)
+                model.lora_config = lora
+                model.set_trainable(())  # a loaded adapter is for inference until the caller says otherwise
+            elif (path / LORA_DIR).exists():
+                warnings.warn(f"ignoring {path / LORA_DIR}: the adapter's {CONFIG_NAME} says it has no LoRA",
+                              UserWarning, stacklevel=2)
+            model.load_adapter_weights(path)
+        except BaseException:
+            model.unwrap()  # the base model as it was before this call
+            raise
         return model
 
     def load_adapter_weights(self, path: str | os.PathLike) -> None:
-        """Load the weights saved at ``path`` into this model (same structure: thinking, heads, LoRA)."""
+        """Load the weights saved at ``path`` into this model (same structure: thinking, heads, LoRA). The saved
+        adapter and this model must agree on whether LoRA is part of it."""
         path = Path(path)
-        self.load_coat_state_dict(load_file(str(path / WEIGHTS_NAME)))
-        lora_file = path / LORA_DIR / LORA_NAME
-        if self.lora_config is not None:
-            if not lora_file.is_file():
-                raise FileNotFoundError(f"{path} has no {LORA_DIR}/{LORA_NAME} but this model has LoRA")
+        meta = read_adapter_config(path)
+        has_lora = adapter_has_lora(path, meta)
+        if has_lora != (self.lora_config is not None):
+            raise ValueError(f"the CoAT adapter at {path} {'has' if has_lora else 'has no'} LoRA but this model "
+                             f"{'has none' if has_lora else 'has LoRA'}; load it with CoATModel.from_pretrained")
+        missing = adapter_missing_parts(path, meta)
+        if missing:
+            raise FileNotFoundError(f"the CoAT adapter at {path} is incomplete: {'; '.join(missing)}")
+        self.load_coat_state_dict(_load_weights(path / WEIGHTS_NAME))
+        if has_lora:
             import peft
 
-            result = peft.set_peft_model_state_dict(self.base_model, load_file(str(lora_file)))
+            lora_file = path / LORA_DIR / LORA_NAME
+            result = peft.set_peft_model_state_dict(self.base_model, _load_weights(lora_file))
             missing = [k for k in result.missing_keys if "lora_" in k]
             if missing or result.unexpected_keys:
                 raise ValueError(f"LoRA weights at {lora_file} do not match this model: missing {missing[:3]}, "
@@ -442,7 +545,7 @@ class CoATModel(nn.Module):
         """Remove CoAT from the base model (its embedding, hook and LoRA layers) and return it as it was."""
         self._hook.remove()
         self.base_model.set_input_embeddings(self.thinking_embedding.base)
-        if self.lora_config is not None:
+        if self.lora_config is not None or any("lora_" in n for n, _ in self.base_model.named_parameters()):
             from peft.tuners.tuners_utils import BaseTunerLayer
 
             for name, module in list(self.base_model.named_modules()):
@@ -452,6 +555,9 @@ class CoATModel(nn.Module):
             if hasattr(self.base_model, "peft_config"):
                 del self.base_model.peft_config
             self.lora_config = None
+        for name, param in self.base_model.named_parameters():
+            if name in self._base_flags:
+                param.requires_grad_(self._base_flags[name])
         return self.base_model
 
 

@@ -18,6 +18,9 @@ adapter, for ``coat.CoATModel.from_pretrained``), ``<output_dir>/log_history.jso
 from __future__ import annotations
 
 import json
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,11 +33,13 @@ from coat.data.sources import SourceConfig, open_source
 from coat.data.synth import SynthConfig
 from coat.errors import SourceNotFoundError
 from coat.experts.base import ExpertConfig
+from coat.experts.cache import AudioChecks
 from coat.files import write_atomic
 from coat.heads import HeadConfig
 from coat.loading import ModelConfig
 
 TRAINABLE_PARTS = ("thinking", "heads", "lora")
+_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a stage's folder stays inside output_dir
 
 
 @dataclass
@@ -54,6 +59,9 @@ class DataConfig:
     train: SourceConfig | None = field(default=None, metadata={"help": "training examples (audio + QA fields)"})
     synth: SynthConfig | None = field(
         default=None, metadata={"help": "generate the synthetic benchmark's train split as the training data"})
+    checks: AudioChecks = field(default_factory=AudioChecks, metadata={
+        "help": "what counts as bad audio (as in `coat targets`): reported in <output_dir>/bad_audio.jsonl and left "
+                "out of training"})
     question_column: str = field(default="question", metadata={"help": "field of each example holding the question"})
     choices_column: str | None = field(
         default="choices", metadata={"help": "field holding the list of choices (null: open questions)"})
@@ -94,6 +102,9 @@ class StageConfig:
                                                                    "constant, constant_with_warmup, ..."})
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not _FOLDER_NAME.match(self.name) or ".." in self.name:
+            raise ValueError(f"stage name {self.name!r} must be a folder name of letters, digits and _ . + - (it "
+                             "names the stage's folder inside training.output_dir)")
         unknown = sorted(set(self.train) - set(TRAINABLE_PARTS))
         if unknown or not self.train:
             raise ValueError(f"stage {self.name!r}: train must list some of {TRAINABLE_PARTS}, got {self.train}")
@@ -143,6 +154,7 @@ class TrainConfig:
     training: TrainingSettings = field(default_factory=TrainingSettings, metadata={"help": "Trainer settings"})
 
     def __post_init__(self):
+        self.experts = [ExpertConfig(name=e) if isinstance(e, str) else e for e in self.experts]
         if self.model is None:
             raise ValueError("model is required (model.name_or_path: a hub id or a local folder)")
         if self.data is None:
@@ -184,18 +196,77 @@ def target_caches(config: TrainConfig, source, experts):
 
     if config.targets.compute and experts:
         compute_targets(source, experts, config.targets.cache_dir, device=config.targets.device,
-                        batch_seconds=config.targets.batch_seconds)
+                        batch_seconds=config.targets.batch_seconds, checks=config.data.checks)
     caches = []
     audio_fp = audio_fingerprint(source) if experts else None  # once, not once per expert
+    # just computed or checked byte for byte when targets.compute is set; else checked in full here, once per run
+    verify = "size" if config.targets.compute else "full"
     for expert in experts:
         try:
             caches.append(TargetCache.open(config.targets.cache_dir, expert=expert, source=source,
-                                           audio_fp=audio_fp))
+                                           audio_fp=audio_fp, verify=verify))
         except (FileNotFoundError, KeyError, ValueError) as err:
+            advice = "" if config.targets.compute else ". Run `coat targets` first or set targets.compute=true"
             raise SourceNotFoundError(
                 f"no target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "
-                f"({err}). Run `coat targets` first or set targets.compute=true") from err
+                f"({err}){advice}") from err
     return caches
+
+
+def bad_audio(config: TrainConfig, source, caches, state) -> list[dict[str, str]]:
+    """The examples whose audio fails ``data.checks`` (the checks of ``coat targets``): ``[{id, reason, detail}]``.
+
+    With experts, the target caches already checked every example and report the bad ones. Without (the pause and
+    no-thinking baselines), each example is decoded and checked once, before training; the result is kept in
+    ``<output_dir>/audio_checks.json`` for this audio and these checks, so a resumed run does not decode again."""
+    from coat.experts.cache import audio_fingerprint, decode_and_check
+
+    ids = source.ids()
+    if caches:
+        known = set(ids)
+        found: dict[str, dict[str, str]] = {}
+        for cache in caches:
+            for id_, record in cache.bad().items():
+                if id_ in known:
+                    found.setdefault(id_, record)
+        return [found[i] for i in ids if i in found]
+    record_file = Path(config.training.output_dir) / "audio_checks.json"
+    key = {"audio_fingerprint": audio_fingerprint(source), "checks": asdict(config.data.checks)}
+    with state.main_process_first():
+        try:
+            saved = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if {k: saved.get(k) for k in key} == key:
+            return saved["bad"]
+        if state.is_main_process:
+            print(f"[coat train] checking the audio of {len(ids)} training examples (once; kept in {record_file})",
+                  flush=True)
+        with ThreadPoolExecutor(2) as pool:
+            checked = pool.map(lambda i: decode_and_check(source, i, config.data.checks)[2], range(len(ids)))
+            bad = [{"id": ids[i], "reason": p[0], "detail": p[1]} for i, p in enumerate(checked) if p is not None]
+        if state.is_main_process:
+            write_atomic(record_file, json.dumps({**key, "bad": bad}, indent=2) + "\n")
+    return bad
+
+
+def leave_out_bad_audio(config: TrainConfig, source, bad: list[dict[str, str]], state):
+    """``source`` without the ``bad`` examples; says which were left out and writes them to ``bad_audio.jsonl``."""
+    from coat.data.sources import SubsetSource
+
+    report = Path(config.training.output_dir) / "bad_audio.jsonl"
+    if not bad:
+        return source
+    if state.is_main_process:
+        write_atomic(report, "".join(json.dumps(r) + "\n" for r in bad))
+        shown = ", ".join(f"{r['id']!r} ({r['reason']}: {r['detail']})" for r in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        print(f"[coat train] left out {len(bad)} of {len(source)} training example(s) with bad audio: {shown}{more};"
+              f" see {report}", flush=True)
+    if len(bad) == len(source):
+        raise TrainingDataError(f"no training examples left: all {len(source)} have bad audio (see {report})")
+    left_out = {r["id"] for r in bad}
+    return SubsetSource(source, [i for i, id_ in enumerate(source.ids()) if id_ not in left_out])
 
 
 def loss_weights(config: TrainConfig, experts) -> dict[str, float]:
@@ -229,7 +300,94 @@ def build_model(config: TrainConfig, experts):
     return model, processor
 
 
+# ----------------------------------------------------------------------------------------------------- resume
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the Trainer checkpoint at ``path`` cannot be resumed from (a kill while it was written), or None.
+
+    Complete means: ``trainer_state.json`` is there and parses (the Trainer writes it last, after the adapter, the
+    optimizer, scheduler and RNG states, whatever their layout: DDP, FSDP or DeepSpeed), no file is empty, and the
+    adapter has every part its config names."""
+    from coat.model import adapter_missing_parts
+
+    if not (path / "trainer_state.json").is_file():
+        return "trainer_state.json missing"
+    empty = sorted(f.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file() and f.stat().st_size == 0)
+    if empty:
+        return f"{', '.join(empty[:3])} empty"
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (ValueError, UnicodeDecodeError):
+        return "trainer_state.json does not parse"
+    parts = adapter_missing_parts(path)
+    return "; ".join(parts) if parts else None
+
+
+def last_complete_checkpoint(stage_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest complete ``checkpoint-N`` of a stage, and the incomplete ones with why (newest first)."""
+    found = []
+    if stage_dir.is_dir():
+        found = sorted(((int(m.group(1)), p) for p in stage_dir.iterdir()
+                        if p.is_dir() and (m := _CHECKPOINT.match(p.name))), reverse=True)
+    incomplete = []
+    for _, path in found:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, incomplete
+        incomplete.append((path, problem))
+    return None, incomplete
+
+
+def _resume_point(stage_dir: Path, state) -> str | None:
+    """The checkpoint to resume a stage from. Incomplete checkpoints (a kill while the Trainer wrote them) are
+    skipped and removed, saying so: the Trainer writes them again when it gets there."""
+    with state.main_process_first():
+        last, incomplete = last_complete_checkpoint(stage_dir)
+        if state.is_main_process:
+            for path, problem in incomplete:
+                print(f"[coat train] {stage_dir.name}: skipping incomplete {path.name} ({problem}); removed it",
+                      flush=True)
+                shutil.rmtree(path, ignore_errors=True)
+            if last is not None:
+                print(f"[coat train] {stage_dir.name}: resuming from {last.name}", flush=True)
+    return str(last) if last is not None else None
+
+
+def stage_done(stage_dir: Path) -> bool:
+    """A stage is done when its adapter is complete (every part its config names) and its log is readable."""
+    from coat.model import adapter_missing_parts
+
+    adapter = stage_dir / "adapter"
+    if not adapter.is_dir() or adapter_missing_parts(adapter):
+        return False
+    try:
+        json.loads((stage_dir / "log_history.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 # ----------------------------------------------------------------------------------------------------- trainer
+class NonFiniteLossError(FloatingPointError):
+    """A training step whose loss is NaN or inf: the run stops there, naming the batch's examples."""
+
+
+class TrainingDataError(ValueError):
+    """Training data that cannot train anything (no examples, or none with usable audio)."""
+
+
+class _WithIds:
+    """The collator, plus each batch's example ids (the Trainer pops them; a non-finite loss names them)."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict]) -> dict:
+        return {**self.collator(examples), "example_ids": [ex.get("id") for ex in examples]}
+
+
 def _trainer_class():
     from transformers import Trainer
 
@@ -242,17 +400,28 @@ def _trainer_class():
             self._sums: dict[str, list] = {}
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            ids = inputs.pop("example_ids", None)
             outputs = model(**inputs)
             loss = outputs["loss"]
             if model.training:
                 parts = {"text_loss": outputs.get("text_loss", loss)}
                 parts.update({f"loss_{k}": v for k, v in (outputs.get("expert_losses") or {}).items()})
+                if not bool(torch.isfinite(loss.detach()).all()):
+                    raise NonFiniteLossError(self._non_finite_message(loss, parts, ids))
                 for key, value in parts.items():
                     if value is not None:
                         total = self._sums.setdefault(key, [0.0, 0])
                         total[0] += float(value.detach())
                         total[1] += 1
             return (loss, outputs) if return_outputs else loss
+
+        def _non_finite_message(self, loss, parts, ids) -> str:
+            which = [k for k, v in parts.items() if v is not None and not bool(torch.isfinite(v.detach()).all())]
+            stage = Path(self.args.output_dir).name
+            return (f"{stage}: the loss is {float(loss.detach())} at step {self.state.global_step + 1} (non-finite: "
+                    f"{', '.join(which) or 'loss'}) on the batch of examples {list(ids or [])}. Training stopped "
+                    "before this step changed any weight; nothing was saved from it. Check these examples' audio and "
+                    "targets for NaN/inf, or lower the learning rate if the loss diverged")
 
         def log(self, logs, start_time=None):
             if "loss" in logs and self._sums:
@@ -295,7 +464,6 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
     """Run every stage (resuming a stopped run) and save the final adapter. Returns a summary dict."""
     from accelerate import PartialState
     from transformers import PrinterCallback, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     from coat.progress import trainer_progress_callback
 
@@ -311,8 +479,11 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
             from coat.loading import create_tiny_model
 
             create_tiny_model(config.model.name_or_path, config.model.seed)
+    if len(source) == 0:
+        raise TrainingDataError(f"the training data ({source.description}) has no examples")
     experts = build_experts(config)
     caches = target_caches(config, source, experts)
+    source = leave_out_bad_audio(config, source, bad_audio(config, source, caches, state), state)
     set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
     model, processor = build_model(config, experts)
     sampling_rate = processor.feature_extractor.sampling_rate
@@ -326,8 +497,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
     history, trained = [], []
     for index, stage in enumerate(config.stages):
         stage_dir = out / f"stage-{index}-{stage.name}"
-        done = stage_dir / "adapter" / "coat_config.json"
-        if done.is_file():  # finished before: take its weights and go on
+        if stage_done(stage_dir):  # finished before: take its weights and go on
             model.load_adapter_weights(stage_dir / "adapter")
             history += json.loads((stage_dir / "log_history.json").read_text())
             if state.is_main_process:
@@ -337,11 +507,10 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
         model.set_trainable(stage.train)
         set_seed(config.training.seed + index)
         trainer = trainer_cls(model=model, args=_training_args(config, stage, stage_dir), train_dataset=dataset,
-                              data_collator=collator, callbacks=callbacks)
+                              data_collator=_WithIds(collator), callbacks=callbacks)
         trainer.remove_callback(PrinterCallback)  # prints log dicts with numbers as quoted strings
         trainer.add_callback(trainer_progress_callback(stage.name, enabled=config.training.progress))
-        last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
-        trainer.train(resume_from_checkpoint=last)
+        trainer.train(resume_from_checkpoint=_resume_point(stage_dir, state))
         logs = [dict(entry, stage=stage.name) for entry in trainer.state.log_history]
         if trainer.is_world_process_zero():
             write_atomic(stage_dir / "log_history.json", json.dumps(logs, indent=2))

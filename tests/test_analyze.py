@@ -161,3 +161,18 @@ def test_pitch_class_labels_from_a_real_crepe_cache_match_the_synth_f0(tmp_path)
     assert from_cache == from_meta == [hz_to_pitch_class(e["f0_hz"]) for e in examples]
     with pytest.raises(ConfigError, match="no target 'pich'"):
         resolve_labels(ProbeTask(name="p", cache="pitch", target="pich"), ids, meta, str(tmp_path))
+
+
+def test_cached_labels_of_a_long_clip_describe_the_audio_the_model_receives(tmp_path):
+    """2 s of A4 then 4 s of C5: over the whole clip the pitch class is C; the model (window 2 s) hears only A."""
+    from coat.data.sources import ExampleListSource
+    from coat.experts import build_expert
+    from coat.experts.cache import compute_targets
+
+    t = np.arange(6 * 16000) / 16000
+    audio = (0.5 * np.sin(2 * np.pi * np.where(t < 2, 440.0, 523.25) * t)).astype(np.float32)
+    source = ExampleListSource([{"id": "long", "audio": audio, "sampling_rate": 16000}])
+    compute_targets(source, [build_expert("pitch", model="tiny")], tmp_path, progress=False)
+    task = ProbeTask(name="pitch", cache="pitch")
+    assert resolve_labels(task, ["long"], [{}], str(tmp_path)) == ["C"]
+    assert resolve_labels(task, ["long"], [{}], str(tmp_path), heard_seconds=2.0) == ["A"]

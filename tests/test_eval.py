@@ -199,3 +199,34 @@ def test_eval_tiny_config_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "smoke run on a tiny random model" in out and "expected to score near zero" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # every output under runs/
+
+
+
+
+def test_one_bad_adapter_is_reported_by_name_and_the_others_are_kept(tiny, tmp_path, capsys):
+    import shutil
+
+    mc = write_synth(tmp_path / "mc", size=4)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny / "adapter", broken)
+    (broken / "coat_model.safetensors").write_bytes(b"\0" * 20)  # a damaged weights file
+    adapters = [{"path": str(tiny / "adapter"), "name": "good1"}, {"path": str(broken), "name": "bad"},
+                {"path": str(tiny / "adapter"), "name": "good2"}]
+    out = tmp_path / "out"
+    assert run_cli(base_config(tiny, out, [{"name": "mc", "source": {"path": str(mc)}}], adapters=adapters),
+                   tmp_path) == 1
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["models"]) == ["base", "good1", "good2"]
+    assert results["failed"]["bad"]["path"] == str(broken)
+    assert "coat_model.safetensors cannot be read" in results["failed"]["bad"]["error"]
+    assert (out / "results.md").read_text().splitlines()[0] == "| task / metric | base | good1 | good2 |"
+    err = capsys.readouterr().err
+    assert f"coat eval: bad ({broken}) failed: ValueError" in err
+
+
+def test_a_task_without_examples_is_an_error_naming_it(tiny, tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "out"
+    assert run_cli(base_config(tiny, out, [{"name": "mc", "source": {"path": str(empty)}}]), tmp_path) == 2
+    assert "task 'mc': its source" in capsys.readouterr().err and not (out / "results.json").exists()

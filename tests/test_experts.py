@@ -335,6 +335,35 @@ def test_emotion_speechbrain_backend_on_a_local_folder(tmp_path):
     check_batched_equals_single(expert, clips, out, atol=5e-3)
 
 
+def test_speechbrain_never_runs_code_planted_in_a_shared_temp_folder(tmp_path, monkeypatch):
+    # another user of the machine plants a hyperparams.yaml (HyperPyYAML runs `!apply:` tags) where the loader
+    # used to look first: $TMPDIR/coat_speechbrain/<model>/
+    import tempfile
+
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    model = tmp_path / "model"
+    model.mkdir()
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable(["neu", "hap", "sad"])
+    encoder.save(model / "label_encoder.txt")
+    (model / "hyperparams.yaml").write_text(SPEECHBRAIN_TINY_CLASSIFIER.format(folder=model))
+    shared = tmp_path / "shared_tmp"
+    planted = shared / "coat_speechbrain" / str(model).strip("/").replace("/", "--")
+    planted.mkdir(parents=True)
+    marker = tmp_path / "planted_code_ran"
+    (planted / "hyperparams.yaml").write_text(f"planted: !apply:os.mkdir [{marker}]\n")
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home_cache"))
+    expert = EmotionExpert(str(model), speechbrain_interface=None)
+    clips = noise_clips([0.6])
+    check_targets(expert, clips, expert(*batch(clips)))
+    assert not marker.exists()
+    private = tmp_path / "home_cache" / "coat" / "speechbrain"
+    assert [p.name for p in private.iterdir()] == [str(model.resolve()).strip("/").replace("/", "--")]
+    assert all((p.stat().st_mode & 0o777) == 0o700 for p in (private.parent, private, *private.iterdir()))
+
+
 # --- sources, registry, fingerprints ----------------------------------------------------------------------------
 def test_missing_folder_is_a_clear_error(tmp_path):
     missing = str(tmp_path / "no_such_model")

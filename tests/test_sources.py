@@ -177,3 +177,29 @@ def test_an_unreachable_hub_is_one_line(tmp_path, monkeypatch):
         open_source(SourceConfig(path="coat-tests/no-such-dataset"))
     message = str(err.value)
     assert "\n" not in message and "not reachable" in message and "coat-tests/no-such-dataset" in message
+
+
+@pytest.mark.parametrize("name, fmt, subtype", [("a.wav", "WAV", "PCM_16"), ("b.wav", "WAV", "FLOAT"),
+                                                ("c.flac", "FLAC", "PCM_16"), ("d.mp3", "MP3", None)])
+def test_a_truncated_file_is_reported_not_taken_as_its_partial_data(tmp_path, name, fmt, subtype):
+    from coat.data.sources import decode_audio
+
+    path = tmp_path / name
+    sf.write(path, tone(2.0, 16000), 16000, format=fmt, subtype=subtype)
+    whole, _ = decode_audio(path)
+    assert len(whole) == 32000
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # what a kill during a copy, or a full disk, leaves
+    with pytest.raises(AudioDecodeError, match=f"{name}: (truncated: the header declares 32000 frames|cannot decode)"):
+        decode_audio(path)
+    with pytest.raises(AudioDecodeError, match="truncated|cannot decode"):
+        decode_audio(path.read_bytes())
+
+
+def test_a_null_or_non_path_audio_in_a_manifest_is_a_clear_error(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    sf.write(tmp_path / "a.wav", tone(0.5, 16000), 16000)
+    for value in (None, 3, ""):
+        manifest.write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n" + json.dumps({"id": "n", "audio": value}))
+        with pytest.raises(ValueError, match=rf"m.jsonl:2: 'audio' must be the path of an audio file .*got {value!r}"):
+            ManifestSource(manifest)

@@ -3,6 +3,7 @@ SIGKILL half-way, and ``accelerate launch`` with two processes."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -406,3 +407,95 @@ def test_specs_roundtrip_through_cache_json(tmp_path, rms_module):
     assert info["fingerprint"].startswith(run.path.name.split("-")[1])
     assert TargetCache.open(run.path).specs == (TargetSpec("rms", SR, 100.0, 1, "regression"),
                                                TargetSpec("peak", SR, None, 1, "regression"))
+
+
+# --- a cache that checks itself (issue 15) ------------------------------------------------------------------------
+def test_a_damaged_part_is_found_and_its_examples_computed_again(tmp_path, rms_module, capsys):
+    src = FolderSource(write_clips(tmp_path / "clips", 6, low=0.5, high=0.6))
+    with pytest.raises(RuntimeError, match="simulated"):
+        compute_targets(src, [build_expert("rms", crash_after_batches=2)], tmp_path / "cache", batch_seconds=1.3,
+                        progress=False)
+    (folder,) = (tmp_path / "cache").iterdir()
+    first, second = sorted((folder / "parts").glob("r*"))
+    arrow = first / "targets.arrow"
+    arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])  # truncated (a disk full, a bad copy)
+    n_first = len(json.loads((first / "part.json").read_text())["ids"])
+    capsys.readouterr()
+    again = compute_targets(src, [build_expert("rms")], tmp_path / "cache", batch_seconds=1.3, progress=False)["rms"]
+    assert re.search(f"part {first.name} in .* is damaged \\({first.name}/targets.arrow has \\d+ bytes, \\d+ were "
+                     "written\\); computing its examples again", capsys.readouterr().out)
+    assert again.computed == 2 + n_first and again.cached == 6
+    one_go = compute_targets(src, [build_expert("rms")], tmp_path / "one_go", progress=False)["rms"]
+    assert_same_cache(TargetCache.open(folder), TargetCache.open(one_go.path))
+
+
+def _damage(kind: str, data: Path) -> None:
+    arrow = next(data.glob("*.arrow"))
+    if kind == "deleted":
+        import shutil
+
+        shutil.rmtree(data)
+    elif kind == "truncated":
+        arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+    else:  # overwritten in place: same size, NaN bit patterns where the targets are
+        raw = bytearray(arrow.read_bytes())
+        middle = len(raw) // 2
+        raw[middle:middle + 64] = b"\xff" * 64
+        arrow.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("kind, found", [("deleted", "data/ is missing"),
+                                         ("truncated", r"data/data-00000-of-00001.arrow has \d+ bytes"),
+                                         ("overwritten", "does not match its checksum")])
+def test_a_damaged_cache_is_never_reused_and_is_computed_again(tmp_path, rms_module, capsys, kind, found):
+    from coat.experts.cache import DamagedCacheError
+
+    src = FolderSource(write_clips(tmp_path / "clips", 5))
+    run = compute_targets(src, [build_expert("rms")], tmp_path / "cache", progress=False)["rms"]
+    expected = {id_: TargetCache.open(run.path)[id_] for id_ in src.ids()}
+    _damage(kind, run.path / "data")
+    with pytest.raises(DamagedCacheError, match=found):
+        TargetCache.open(run.path, verify="full")
+    capsys.readouterr()
+    again = compute_targets(src, [build_expert("rms")], tmp_path / "cache", progress=False)["rms"]
+    assert not again.reused and again.computed == 5 and again.path == run.path
+    assert re.search(f"the cache in .* is damaged \\(.*{found}.*\\); computing it again", capsys.readouterr().out)
+    cache = TargetCache.open(run.path, verify="full")
+    for id_, targets in expected.items():
+        for name, value in targets.items():
+            np.testing.assert_array_equal(cache[id_][name], value)
+
+
+def test_an_all_bad_or_empty_source_gives_a_cache_that_opens(tmp_path, rms_module, capsys):
+    silent = ExampleListSource([{"id": f"s{i}", "audio": np.zeros(8000, np.float32), "sampling_rate": SR}
+                                for i in range(2)])
+    run = compute_targets(silent, [build_expert("rms")], tmp_path / "cache", progress=False)["rms"]
+    cache = TargetCache.open(run.path, verify="full")
+    assert len(cache) == 0 and cache.ids() == []
+    with pytest.raises(MissingTargetsError, match=r"'s0' \(silent\), 's1' \(silent\)"):
+        cache.get(["s0", "s1"])
+    empty = compute_targets(ExampleListSource([]), [build_expert("rms")], tmp_path / "empty", progress=False)["rms"]
+    assert len(TargetCache.open(empty.path)) == 0
+    (tmp_path / "no_audio").mkdir()
+    cfg = _write_config(tmp_path, tmp_path / "no_audio", tmp_path / "cache2")
+    assert coat_main(["targets", str(cfg)]) == 2
+    assert "has no examples" in capsys.readouterr().err
+
+
+def test_a_fifo_as_an_audio_path_is_refused_not_waited_on(tmp_path):
+    """`coat targets` on a manifest naming a FIFO: reported as unreadable, and the run ends (a subprocess, so that a
+    regression shows as a failure rather than a hung test session)."""
+    clips = write_clips(tmp_path / "clips", 2)
+    os.mkfifo(clips / "pipe.wav")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"id": name, "audio": f"clips/{name}"}) + "\n"
+                                for name in ("clip000.wav", "pipe.wav", "clip001.wav")))
+    cfg = _write_config(tmp_path, manifest, tmp_path / "cache")
+    done = subprocess.run([sys.executable, "-m", "coat", "targets", str(cfg)], env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (folder,) = (tmp_path / "cache").iterdir()
+    (report,) = [json.loads(line) for line in (folder / "report.jsonl").read_text().splitlines()]
+    assert report["id"] == "pipe.wav" and report["reason"] == "unreadable"
+    assert "not a regular file (a FIFO); refused" in report["detail"]
+    assert TargetCache.open(folder).ids() == ["clip000.wav", "clip001.wav"]

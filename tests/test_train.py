@@ -1,6 +1,7 @@
 """coat train: the tiny config end to end, resume, the pause-style baseline, configs and bad input."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,6 @@ from transformers import TrainerCallback
 
 import coat
 from coat.config_io import ConfigError, load_config
-from coat.experts.cache import MissingTargetsError
 from coat.loading import ModelConfig, load_model_and_processor
 from coat.training import TrainConfig, run_training
 
@@ -77,7 +77,7 @@ class _Interrupt(TrainerCallback):
             raise KeyboardInterrupt("simulated interruption")
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+def test_interrupted_run_resumes_to_the_same_weights_past_what_a_kill_left_half_written(tmp_path, capsys):
     stages = ("stages=[{name: thinking_and_heads, train: [thinking, heads], max_steps: 4, learning_rate: 0.01},"
               " {name: joint, train: [thinking, heads, lora], max_steps: 8, learning_rate: 0.01}]")
     common = ["experts=[{name: reconstruction, weight: 0.1}]", stages, "training.save_steps=3"]
@@ -86,7 +86,21 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         run_training(_config(tmp_path / "b", *common), callbacks=[_Interrupt("stage-1-joint", 5)])
     stage = tmp_path / "b" / "train" / "stage-1-joint"
     assert (stage / "checkpoint-3").is_dir() and not (stage / "adapter").exists()
+    # what `kill -9` leaves while the Trainer writes checkpoint-6: a 0-byte optimizer.pt, no trainer_state.json
+    import shutil
+
+    shutil.copytree(stage / "checkpoint-3", stage / "checkpoint-6")
+    (stage / "checkpoint-6" / "optimizer.pt").write_bytes(b"")
+    (stage / "checkpoint-6" / "trainer_state.json").unlink()
+    # and what a kill inside an adapter save left before saves were atomic: the config, no weights
+    first = tmp_path / "b" / "train" / "stage-0-thinking_and_heads" / "adapter"
+    (first / "coat_model.safetensors").unlink()
+    shutil.rmtree(first / "lora")
+    capsys.readouterr()
     resumed = run_training(_config(tmp_path / "b", *common))
+    out = capsys.readouterr().out
+    assert "stage-1-joint: skipping incomplete checkpoint-6 (trainer_state.json missing); removed it" in out
+    assert "stage-1-joint: resuming from checkpoint-3" in out
     a = straight["model"].coat_state_dict()
     b = resumed["model"].coat_state_dict()
     assert a.keys() == b.keys()
@@ -127,30 +141,110 @@ def test_a_cache_missing_examples_is_an_error_naming_them(tiny_run, tmp_path):
         run_training(config)
 
 
-def test_examples_left_out_of_the_cache_are_named_before_training(tmp_path):
-    """A silent clip is reported as bad audio and not cached; training then names it instead of starting."""
-    import numpy as np
+ONE_STAGE = "stages=[{name: joint, train: [thinking, lora], max_steps: 2, learning_rate: 0.01}]"
+
+
+def _manifest(tmp_path, n=6, **replace):
+    """A JSONL manifest of ``n`` synthetic examples; ``replace``: index -> (id, audio) written as a float wav."""
+    import soundfile as sf
 
     from coat.data.synth import SynthConfig, generate_split, write_manifest
 
-    examples = generate_split(SynthConfig(train_size=6, validation_size=0, test_size=0), "train")
-    examples[2] = {**examples[2], "id": "silent-one", "audio": np.zeros_like(examples[2]["audio"])}
+    examples = generate_split(SynthConfig(train_size=n, validation_size=0, test_size=0), "train")
     manifest = write_manifest(examples, tmp_path / "data")
+    if replace:
+        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+        for index, (id_, audio) in replace.items():
+            rows[int(index)] |= {"id": id_, "audio": f"{id_}.wav"}
+            sf.write(tmp_path / "data" / f"{id_}.wav", audio, 16000, subtype="FLOAT")
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def test_bad_audio_is_reported_and_left_out_before_training(tmp_path, capsys):
+    """The target cache reports a silent clip; training leaves it out, saying so, and trains on the rest."""
+    import numpy as np
+
+    manifest = _manifest(tmp_path, **{"2": ("silent-one", np.zeros(16000, np.float32))})
     config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}",
-                     "experts=[{name: reconstruction}]")
-    with pytest.raises(MissingTargetsError, match=r"'silent-one' \(silent\)"):
+                     "experts=[{name: reconstruction}]", ONE_STAGE)
+    result = run_training(config)
+    assert len(result["dataset"]) == 5 and "silent-one" not in result["dataset"].source.ids()
+    assert "left out 1 of 6 training example(s) with bad audio: 'silent-one' (silent" in capsys.readouterr().out
+    assert json.loads((tmp_path / "train" / "bad_audio.jsonl").read_text())["reason"] == "silent"
+
+
+def test_non_finite_audio_never_trains_a_nan_adapter_without_experts(tmp_path, capsys):
+    """The pause / no-thinking baselines have no target cache: training checks the audio itself."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    audio = np.full(16000, 0.1, np.float32)
+    audio[:1000] = np.inf
+    manifest = _manifest(tmp_path, **{"1": ("inf-one", audio)})
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]", ONE_STAGE)
+    result = run_training(config)
+    for file in ("coat_model.safetensors", "lora/adapter_model.safetensors"):
+        assert all(torch.isfinite(t).all() for t in load_file(tmp_path / "train" / "adapter" / file).values())
+    assert "'inf-one' (nonfinite: 1000 NaN/inf samples)" in capsys.readouterr().out
+    assert len(result["dataset"]) == 5
+
+    alone = tmp_path / "alone.jsonl"
+    alone.write_text(manifest.read_text().splitlines()[1] + "\n")
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {alone}}}", "experts=[]", ONE_STAGE,
+                     f"training.output_dir={tmp_path}/alone")
+    with pytest.raises(ValueError, match="no training examples left: all 1 have bad audio"):
         run_training(config)
 
 
-def test_a_row_without_audio_is_an_error_naming_it(tmp_path):
+class _Diverge(TrainerCallback):
+    """Weights go NaN before step 2 (as after a diverged update): step 2's loss is NaN."""
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 1:
+            with torch.no_grad():
+                model.thinking_embedding.thinking.fill_(float("nan"))
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_batch_and_saves_nothing(tmp_path):
+    from coat.training import NonFiniteLossError
+
+    manifest = _manifest(tmp_path)
+    ids = [json.loads(line)["id"] for line in manifest.read_text().splitlines()]
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]", ONE_STAGE,
+                     "training.save_steps=1")
+    with pytest.raises(NonFiniteLossError, match=r"stage-0-joint: the loss is nan at step 2 .* on the batch of "
+                                                 r"examples \[('[^']+', ){5}'[^']+'\]") as err:
+        run_training(config, callbacks=[_Diverge()])
+    assert set(ids) == set(re.findall(r"'([^']+)'", str(err.value).split("examples")[1]))
+    stage = tmp_path / "train" / "stage-0-joint"
+    assert not (stage / "adapter").exists() and not (tmp_path / "train" / "adapter").exists()
+    assert sorted(p.name for p in stage.iterdir()) == ["checkpoint-1"]  # from before the NaN: finite
+
+
+def test_a_row_without_audio_is_named(tmp_path, capsys):
     manifest = tmp_path / "train.jsonl"
     manifest.write_text(json.dumps({"id": "ex1", "audio": "missing.wav", "question": "q", "answer": "a"}) + "\n")
     config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]")
-    with pytest.raises(FileNotFoundError, match="example 'ex1': audio file"):
+    with pytest.raises(ValueError, match="no training examples left: all 1 have bad audio"):
         run_training(config)
+    assert "'ex1' (unreadable: " in capsys.readouterr().out and "missing.wav: file not found" in \
+        (tmp_path / "train" / "bad_audio.jsonl").read_text()
     manifest.write_text(json.dumps({"id": "ex2", "question": "q", "answer": "a"}) + "\n")
     with pytest.raises(ValueError, match="needs an 'audio' field"):
         run_training(config)
+    manifest.write_text(json.dumps({"id": "ex3", "audio": None, "question": "q", "answer": "a"}) + "\n")
+    with pytest.raises(ValueError, match=r"train.jsonl:1: 'audio' must be the path of an audio file .*got None"):
+        run_training(config)
+    manifest.write_text("")
+    with pytest.raises(ValueError, match="has no examples"):
+        run_training(config)
+
+
+def test_a_stage_name_cannot_leave_the_output_folder(tmp_path):
+    for name in ("../escape", "a/b", "..", ".hidden"):
+        with pytest.raises(ConfigError, match="must be a folder name"):
+            _config(tmp_path, f"stages=[{{name: '{name}', train: [thinking]}}]")
 
 
 def test_two_processes_train_with_the_same_loss_curve_shape(tmp_path):
@@ -200,3 +294,42 @@ def test_config_typo_is_an_error_naming_the_key(tmp_path):
         load_config(TrainConfig, bad)
     with pytest.raises(ConfigError, match="stage 'x'"):
         _config(tmp_path, "stages=[{name: x, train: [everything]}]")
+
+
+def test_a_damaged_target_cache_is_computed_again_by_a_run_that_computes_targets(tmp_path, capsys):
+    import shutil
+
+    from coat.training import build_experts, target_caches, training_source
+
+    manifest = _manifest(tmp_path, n=3)
+    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}",
+                     "experts=[{name: reconstruction}]")
+    source, experts = training_source(config), build_experts(config)
+    (cache,) = target_caches(config, source, experts)
+    shutil.rmtree(cache.path / "data")  # deleted by hand (or a disk cleanup): never reported as reused
+    (again,) = target_caches(config, source, experts)
+    assert "is damaged (data/ is missing); computing it again" in capsys.readouterr().out
+    assert again.ids() == source.ids()
+    shutil.rmtree(again.path / "data")
+    config.targets.compute = False
+    with pytest.raises(FileNotFoundError, match=r"is damaged: data/ is missing.*Run `coat targets` first"):
+        target_caches(config, source, experts)
+
+
+def test_the_newest_complete_checkpoint_is_chosen(load_tiny, tmp_path):
+    from coat.training import last_complete_checkpoint
+
+    model = coat.wrap(load_tiny("qwen2_audio"), num_thinking=2)
+    for step in (3, 6, 9, 12):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        model.save_pretrained(checkpoint)
+        (checkpoint / "optimizer.pt").write_bytes(b"state")
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"global_st')  # killed while writing it
+    (tmp_path / "checkpoint-9" / "optimizer.pt").write_bytes(b"")
+    (tmp_path / "checkpoint-6" / "coat_model.safetensors").unlink()
+    last, incomplete = last_complete_checkpoint(tmp_path)
+    assert last.name == "checkpoint-3"
+    assert [(p.name, why) for p, why in incomplete] == [
+        ("checkpoint-12", "trainer_state.json does not parse"), ("checkpoint-9", "optimizer.pt empty"),
+        ("checkpoint-6", "coat_model.safetensors is missing")]

@@ -244,3 +244,130 @@ def test_lora_names_that_are_not_in_the_layers_are_an_error(load_tiny):
     with pytest.raises(ValueError, match="out_proj"):
         model.add_lora(target_modules=["out_proj"])
     assert model.lora_config is None
+
+
+# ------------------------------------------------------------------ the saved adapter is one unit (issue 15)
+def _base_state(base):
+    """What a wrap changes in a base model: its input embedding, its parameter flags, its hooks, LoRA layers."""
+    layers = base.model.language_model.layers
+    return (type(base.get_input_embeddings()).__name__,
+            {n: p.requires_grad for n, p in base.named_parameters()},
+            sum(len(layer._forward_hooks) for layer in layers))
+
+
+def _lora_model(base, seed=0):
+    model = coat.wrap(base, num_thinking=4)
+    model.add_lora(r=4, alpha=8, dropout=0.0)
+    torch.manual_seed(seed)
+    for param in model.coat_parameters(("lora",)):
+        param.data.normal_(std=0.05)
+    return model
+
+
+def test_a_missing_lora_folder_is_an_error_and_leaves_the_base_as_it_was(load_tiny, tmp_path):
+    base = load_tiny("qwen2_audio")
+    model = _lora_model(base)
+    model.save_pretrained(tmp_path / "adapter")
+    model.unwrap()
+    before = _base_state(base)
+    import shutil
+
+    shutil.rmtree(tmp_path / "adapter" / "lora")
+    with pytest.raises(FileNotFoundError, match=r"incomplete: lora/adapter_config.json is missing"):
+        coat.CoATModel.from_pretrained(base, tmp_path / "adapter")
+    assert _base_state(base) == before
+    assert json.loads((tmp_path / "adapter" / "coat_config.json").read_text())["lora"] is True
+    (tmp_path / "adapter" / "coat_model.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="coat_model.safetensors is empty"):
+        coat.CoATModel.from_pretrained(base, tmp_path / "adapter")
+
+
+def test_saving_without_lora_over_an_adapter_with_lora_leaves_no_stale_lora(load_tiny, tmp_path):
+    base = load_tiny("qwen2_audio")
+    inputs = zoo.make_inputs(base, audios_per_prompt=[1], seed=31)
+    with_lora = _lora_model(base)
+    with_lora.save_pretrained(tmp_path)
+    with_lora.unwrap()
+    (tmp_path / ".coat_model.safetensors.x.tmp").write_bytes(b"left by a kill in an older version")
+    coat.CoATModel.from_pretrained(base, tmp_path).unwrap()
+    plain = coat.wrap(base, num_thinking=4)
+    with torch.no_grad():
+        expected = plain(**inputs).logits
+    plain.save_pretrained(tmp_path)
+    plain.unwrap()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coat_config.json", "coat_model.safetensors"]
+    again = coat.CoATModel.from_pretrained(base, tmp_path)
+    assert again.lora_config is None
+    with torch.no_grad():
+        assert torch.equal(again(**inputs).logits, expected)
+
+
+def test_save_refuses_a_foreign_folder_and_non_finite_weights(load_tiny, tmp_path):
+    model = coat.wrap(load_tiny("qwen2_audio"), num_thinking=4)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"not part of a CoAT adapter \(notes.txt\)"):
+        model.save_pretrained(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    with torch.no_grad():
+        model.thinking_embedding.thinking[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="'thinking' holds NaN/inf"):
+        model.save_pretrained(tmp_path / "adapter")
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_a_failed_wrap_leaves_the_base_model_unchanged(load_tiny):
+    base = load_tiny("qwen2_audio")
+    before = _base_state(base)
+    with pytest.raises(ValueError, match="thinking_layer=99 is out of range"):
+        coat.wrap(base, num_thinking=4, thinking_layer=99)
+    assert _base_state(base) == before
+    model = coat.wrap(base, num_thinking=4)  # a valid wrap works: nothing is left "already wrapped"
+    model.unwrap()
+    assert _base_state(base) == before
+
+
+def test_a_failed_from_pretrained_leaves_the_base_model_unchanged(load_tiny, tmp_path):
+    base = load_tiny("qwen2_audio")
+    model = _lora_model(base)
+    model.save_pretrained(tmp_path)
+    model.unwrap()
+    before = _base_state(base)
+    lora = tmp_path / "lora" / "adapter_model.safetensors"
+    lora.write_bytes(lora.read_bytes()[:100])  # what a kill mid-write leaves
+    with pytest.raises(ValueError, match="adapter_model.safetensors cannot be read"):
+        coat.CoATModel.from_pretrained(base, tmp_path)
+    assert _base_state(base) == before
+    assert not any("lora_" in n for n, _ in base.named_parameters())
+    coat.wrap(base, num_thinking=4).unwrap()
+
+
+def test_an_adapter_for_another_vocabulary_size_is_refused(load_tiny, tmp_path):
+    base = load_tiny("qwen2_audio")
+    coat.wrap(base, num_thinking=4).save_pretrained(tmp_path)
+    other = load_tiny("qwen2_audio")
+    other.resize_token_embeddings(other.get_input_embeddings().num_embeddings + 8)
+    with pytest.raises(ValueError, match="input embeddings"):
+        coat.CoATModel.from_pretrained(other, tmp_path)
+
+
+def test_a_very_large_num_thinking_warns():
+    with pytest.warns(UserWarning, match="num_thinking=2000 is above 1024"):
+        coat.CoATConfig(num_thinking=2000)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        coat.CoATConfig(num_thinking=1024)
+
+
+def test_an_empty_batch_is_a_clear_error(load_tiny):
+    model = coat.wrap(load_tiny("qwen2_audio"), num_thinking=4)
+    with pytest.raises(ValueError, match="input_ids is empty"):
+        model(input_ids=torch.zeros((0, 5), dtype=torch.long))
+    with pytest.raises(ValueError, match="input_ids is empty"):
+        model.generate(input_ids=torch.zeros((0, 5), dtype=torch.long), max_new_tokens=1)
+
+
+def test_freeze_base_must_be_a_boolean_in_python_too():
+    with pytest.raises(ValueError, match="freeze_base must be True or False, got 'false'"):
+        coat.CoATConfig(freeze_base="false")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from coat.config_help import command_help
 from coat.config_io import ConfigError, load_config
 
@@ -36,4 +38,6 @@ def main(argv: list[str]) -> int:
     if config.model.create_tiny:
         print(tiny_model_note("coat eval"))
     print(f"results: {config.output_dir}/results.json, {config.output_dir}/results.md")
-    return 0
+    for column, failure in results["failed"].items():
+        print(f"coat eval: {column} ({failure['path'] or 'base model'}) failed: {failure['error']}", file=sys.stderr)
+    return 1 if results["failed"] else 0

@@ -119,6 +119,8 @@ def main(argv: list[str]) -> int:
         source = open_source(config.source)
     except (CoatError, ValueError, FileNotFoundError) as err:
         raise ConfigError(f"source: {err}") from err
+    if len(source) == 0:
+        raise ConfigError(f"source: {source.description} has no examples (no audio files or rows)")
     compute_targets(source, experts, config.cache_dir, device=config.device, batch_seconds=config.batch_seconds,
                     max_batch_size=config.max_batch_size, checks=config.checks, res_type=config.resample,
                     num_workers=config.num_workers, progress=config.progress)

@@ -1,6 +1,7 @@
 """coat train <config.yaml> [key=value ...]: distillation training (coat/training.py)."""
 
 import os
+import sys
 
 from coat.config_help import command_help
 from coat.config_io import ConfigError, load_config
@@ -25,12 +26,16 @@ def help_text(argv=()) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from coat.training import TrainConfig, run_training
+    from coat.training import TrainConfig, TrainingDataError, run_training
 
     if not argv or argv[0].startswith("-") or "=" in argv[0]:
         raise ConfigError(f"usage: {USAGE}  (e.g. coat train configs/tiny.yaml; coat train --help lists the keys)")
     config = load_config(TrainConfig, argv[0], argv[1:])
-    result = run_training(config)
+    try:
+        result = run_training(config)
+    except (FloatingPointError, TrainingDataError) as err:  # a NaN loss, NaN weights, no usable examples
+        print(f"coat train: {err}", file=sys.stderr)
+        return 1
     if int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
         if config.model.create_tiny:
             from coat.smoke import tiny_model_note

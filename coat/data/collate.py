@@ -9,6 +9,7 @@ on the answer only, and each example's cached expert targets.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,49 @@ class QADataset(torch.utils.data.Dataset):
         }
 
 
+def audio_window(processor) -> int | None:
+    """The most samples of one audio (at the processor's sampling rate) that the model receives, or None (all).
+
+    What each family's processor does with a long clip: Qwen2-Audio and Qwen2.5-Omni pad and cut every audio to the
+    Whisper feature extractor's window (``n_samples``: ``chunk_length`` seconds, 30 s for the released models);
+    Audio Flamingo 3 and Music Flamingo split it into ``chunk_length`` windows up to ``max_audio_len`` seconds (600 /
+    1200 s) and cut the rest; Voxtral (``truncation: False``) pads to a multiple of 30 s and keeps all of it.
+    """
+    extractor = processor.feature_extractor
+    rate = int(extractor.sampling_rate)
+    max_seconds = getattr(processor, "max_audio_len", None)
+    if max_seconds is not None:
+        chunk = getattr(extractor, "chunk_length", None)
+        if chunk:
+            return int(max_seconds // chunk) * int(chunk * rate)
+        return int(max_seconds * rate)
+    if (getattr(type(processor), "audio_kwargs", None) or {}).get("truncation") is False:
+        return None
+    samples = getattr(extractor, "n_samples", None)
+    return int(samples) if samples else None
+
+
+def cut_targets(targets: dict, specs: dict, heard_seconds: float, clip_seconds: float) -> dict:
+    """The targets of a clip of ``clip_seconds`` restricted to its first ``heard_seconds`` (what the model receives).
+
+    Frame-level targets keep their frames that cover those seconds; a clip-level target describes the whole clip,
+    so for a clip that was cut it is left out (None: masked). A clip no longer than ``heard_seconds`` is unchanged.
+    ``specs``: target name -> :class:`~coat.experts.base.TargetSpec`.
+    """
+    if clip_seconds <= heard_seconds:
+        return targets
+    out = {}
+    for name, value in targets.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise ValueError(f"target {name!r} has no spec, so it cannot be cut to the audio the model receives")
+        if value is None or spec.clip_level:
+            out[name] = None
+        else:
+            out[name] = value[: spec.num_frames(int(round(heard_seconds * spec.sample_rate)))]
+    return out
+
+
 class CoATCollator:
     """Batch examples with the model's own processor; labels are -100 everywhere but on the answer tokens.
 
@@ -81,6 +125,10 @@ class CoATCollator:
 
     A batch whose examples all have ``audio`` None is text-only: the prompt has no audio placeholder and the batch
     no audio features (the demo's pre-training teaches words that way). A batch cannot mix the two.
+
+    Long clips: the model receives at most :func:`audio_window` samples of each audio (its processor cuts the rest),
+    so a longer clip is cut to that window here and its targets with it (:func:`cut_targets`): the heads learn the
+    audio the model hears, never the part it does not. The first cut clip is reported with a warning.
     """
 
     def __init__(self, processor, sampling_rate: int | None = None, heads=None, weights: dict | None = None):
@@ -92,6 +140,27 @@ class CoATCollator:
         self.specs = dict(heads.specs) if heads is not None else None
         self.head_config = heads.config if heads is not None else None
         self.weights = dict(weights or {})
+        self.window = audio_window(processor)
+        self._warned = False
+
+    def _fit_to_window(self, example: dict) -> dict:
+        """``example`` with its audio and targets cut to what the model receives (unchanged when it fits)."""
+        audio = example.get("audio")
+        if audio is None or self.window is None or len(audio) <= self.window:
+            return example
+        heard, clip = self.window / self.sampling_rate, len(audio) / self.sampling_rate
+        targets = example.get("targets") or {}
+        if targets and self.specs is None:
+            raise ValueError(f"example {example.get('id')!r} is {clip:.1f} s long and the model receives "
+                             f"{heard:.1f} s: pass heads= to the collator so its targets can be cut to that")
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"example {example.get('id')!r} is {clip:.1f} s long; the model receives its first "
+                          f"{heard:.1f} s (the processor's audio window), so its frame-level targets are cut to the "
+                          f"same {heard:.1f} s and its clip-level targets are left out. Longer clips are cut the same "
+                          "way without another warning", UserWarning, stacklevel=3)
+        return {**example, "audio": audio[: self.window],
+                "targets": cut_targets(targets, self.specs or {}, heard, clip)}
 
     def _suffix(self, prompt: str, answer: str, user_text: str, num_audios: int = 1) -> str:
         reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
@@ -101,6 +170,9 @@ class CoATCollator:
         return answer + (self.tokenizer.eos_token or "")
 
     def __call__(self, examples: list[dict]) -> dict:
+        if not examples:
+            raise ValueError("CoATCollator got an empty batch (no examples)")
+        examples = [self._fit_to_window(ex) for ex in examples]
         audios = [ex.get("audio") for ex in examples]
         text_only = all(audio is None for audio in audios)
         if not text_only and any(audio is None for audio in audios):

@@ -35,6 +35,8 @@ import hashlib
 import io
 import json
 import os
+import stat
+import struct
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -97,21 +99,58 @@ class AudioExample:
 # decoding
 
 
+def _not_a_regular_file(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as an audio file without risk (a FIFO would block forever), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "file not found"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
+        return f"not a regular file ({kind}); refused"
+    return None
+
+
+def _wav_declared_frames(file: str | os.PathLike | bytes) -> int | None:
+    """Frames the data chunk of a RIFF/WAVE header declares (libsndfile reports only what the file holds), or None
+    when the header does not say (not a WAV, a streaming size of 0 or 0xFFFFFFFF)."""
+    if isinstance(file, bytes):
+        head = file[:1 << 16]
+    else:
+        with open(file, "rb") as f:
+            head = f.read(1 << 16)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, block_align = 12, 0
+    while offset + 8 <= len(head):
+        chunk, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
+        if chunk == b"fmt " and offset + 22 <= len(head):
+            block_align = struct.unpack("<H", head[offset + 20:offset + 22])[0]
+        elif chunk == b"data":
+            return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+        offset += 8 + size + (size & 1)
+    return None
+
+
 def decode_audio(file: str | os.PathLike | bytes) -> tuple[np.ndarray, int]:
     """Decode a file path or encoded bytes to ``((samples,) float32 mono, sample rate)``.
 
     soundfile first (wav, flac, ogg, mp3 with libsndfile >= 1.1), then librosa's fallback decoders.
-    Raises :class:`AudioDecodeError` naming the file and the reason.
+    Raises :class:`AudioDecodeError` naming the file and the reason: not found, not a regular file (a FIFO is
+    refused, never opened), undecodable, or truncated (fewer frames than its header declares).
     """
     import soundfile as sf
 
     what = "audio bytes" if isinstance(file, bytes) else str(file)
+    if not isinstance(file, bytes):
+        problem = _not_a_regular_file(file)
+        if problem is not None:
+            raise AudioDecodeError(f"{what}: {problem}")
     try:
-        data, sr = sf.read(io.BytesIO(file) if isinstance(file, bytes) else file, dtype="float32", always_2d=True)
-        return to_mono(data.T), int(sr)
+        with sf.SoundFile(io.BytesIO(file) if isinstance(file, bytes) else file) as f:
+            declared, sr, kind = f.frames, int(f.samplerate), f.format
+            data = f.read(dtype="float32", always_2d=True)
     except Exception as sf_err:  # noqa: BLE001 - any decoder failure becomes one clear error
-        if not isinstance(file, bytes) and not os.path.exists(file):
-            raise AudioDecodeError(f"{what}: file not found") from sf_err
         try:
             import librosa
 
@@ -121,6 +160,14 @@ def decode_audio(file: str | os.PathLike | bytes) -> tuple[np.ndarray, int]:
             return to_mono(np.atleast_2d(data)), int(sr)
         except Exception as err:  # noqa: BLE001
             raise AudioDecodeError(f"{what}: cannot decode ({type(sf_err).__name__}: {sf_err})") from err
+    if kind == "WAV":
+        declared = _wav_declared_frames(file) or declared
+    # lossless formats decode exactly what the header declares; compressed ones may differ by a codec frame
+    slack = 0 if kind in ("WAV", "FLAC", "AIFF") else max(2304, declared // 100)
+    if len(data) + slack < declared:
+        raise AudioDecodeError(f"{what}: truncated: the header declares {declared} frames ({declared / sr:.2f} s) "
+                               f"but the file holds {len(data)} ({len(data) / sr:.2f} s)")
+    return to_mono(data.T), sr
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -150,6 +197,8 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int | None, res_type: s
 
 
 def _file_header_duration(path: str) -> float | None:
+    if _not_a_regular_file(path) is not None:  # never open a FIFO (it blocks): decoding reports it
+        return None
     try:
         import soundfile as sf
 
@@ -291,6 +340,9 @@ class ManifestSource(_FileSource):
                     raise ValueError(f"{self.manifest}:{lineno}: not valid JSON: {err}") from err
                 if not isinstance(row, dict) or audio_field not in row:
                     raise ValueError(f"{self.manifest}:{lineno}: needs an {audio_field!r} field (the audio path)")
+                if not isinstance(row[audio_field], str) or not row[audio_field]:
+                    raise ValueError(f"{self.manifest}:{lineno}: {audio_field!r} must be the path of an audio file "
+                                     f"(relative to the manifest), got {row[audio_field]!r}")
                 if id_field is not None and id_field not in row:
                     raise ValueError(f"{self.manifest}:{lineno}: needs an {id_field!r} field "
                                      "(or set source.id_column=null to use line numbers)")

@@ -158,6 +158,8 @@ class ExpertConfig:
     """One expert in a YAML config: a registered name, its constructor parameters and (for training) its loss
     weight. Used by ``coat targets`` and ``coat train``."""
 
+    config_accepts_string = True  # `experts: [pitch]`: a bare name is this with default parameters
+
     name: str = field(default="", metadata={"help": "registered expert name, e.g. pitch or reconstruction"})
     params: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments of the expert"})
     weight: float = field(default=1.0, metadata={"help": "training loss weight of each of its targets (0 = off)"})

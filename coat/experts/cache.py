@@ -23,7 +23,8 @@ On-disk layout::
     <cache_dir>/<expert>-<fingerprint[:16]>/
         cache.json          written last, atomically: a folder without it is unfinished. Holds the full
                             fingerprint, the expert's fingerprint params, the target specs, the source
-                            description, counts and bad-audio reasons.
+                            description, counts, bad-audio reasons and ``data_files``: the size and xxh3-128
+                            checksum of every file of ``data/``.
         data/               the merged targets, a ``datasets`` dataset (``save_to_disk``) in source order:
                             ``id`` (string), ``num_samples`` (int64, at the expert's rate), and per target a
                             column ``Array2D(shape=(None, dim), float32)``: (frames, dim); clip-level targets have
@@ -32,13 +33,22 @@ On-disk layout::
                             nonfinite, silent, too_short, too_long, nonfinite_target.
         parts/              only while unfinished: one folder per batch and process, ``r<rank>-<uuid>/`` with
                             ``targets.arrow`` (Arrow stream file, the columns above) and ``part.json`` (the ids it
-                            holds and the bad examples of that batch). Parts are built under ``parts/.tmp-*`` and
-                            appear by ``os.replace``, so a part is either complete or absent.
+                            holds, the bad examples of that batch, and the size and checksum of its targets).
+                            Parts are built under ``parts/.tmp-*`` and appear by ``os.replace``, so a part is
+                            either complete or absent.
 
 Resuming: a run reads the ids of all parts present and computes only the rest, so killing it at any point
 (``kill -9`` included) loses at most the batches in flight and never duplicates an example. The merge writes
 ``data/`` under a temporary name, replaces it, then writes ``cache.json``, then removes ``parts/``; a kill in
 between is repaired by the next run. Writes are atomic against process death, not against power loss (no fsync).
+
+Checking itself: what is on disk is compared with what was written. A run verifies every part it resumes from
+(size and checksum) and every finished cache it would reuse (every file of ``data/``, size and checksum); a
+damaged part is removed and its examples computed again, a damaged cache is computed again, and the run says so.
+:class:`TargetCache` checks the recorded files and sizes whenever it opens a cache (``verify="full"``: the
+checksums too) and raises :class:`DamagedCacheError` naming what is wrong; a row with NaN/inf targets (never
+cached by extraction) is the same error. A source with no examples, or with only bad audio, gives a valid empty
+cache.
 """
 
 from __future__ import annotations
@@ -123,6 +133,13 @@ class CacheRun:
         if bad:
             line += f"; {bad} bad ({reasons}), see {self.path / 'report.jsonl'}"
         return line
+
+
+_RECOMPUTE = "run `coat targets` again (or train with targets.compute=true): it computes damaged caches again"
+
+
+class DamagedCacheError(ValueError):
+    """A target cache whose files no longer match what was written (truncated, deleted, overwritten)."""
 
 
 class MissingTargetsError(KeyError):
@@ -211,36 +228,116 @@ def _features(specs: Sequence[TargetSpec]):
     return datasets.Features(cols)
 
 
-def _read_parts(path: Path) -> list[tuple[Path, dict[str, Any]]]:
+def _file_record(file: Path) -> dict[str, Any]:
+    """Size and xxh3-128 checksum of ``file`` (several GB/s: verifying a cache costs little next to computing it)."""
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return {"size": file.stat().st_size, "xxh3": h.hexdigest()}
+
+
+def _folder_records(folder: Path) -> dict[str, dict[str, Any]]:
+    return {p.relative_to(folder).as_posix(): _file_record(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _records_problem(folder: Path, records: dict[str, dict[str, Any]], full: bool) -> str | None:
+    """Why the files under ``folder`` do not match ``records`` (missing, other size, other checksum), or None.
+    ``full=False`` compares sizes only."""
+    for name, record in records.items():
+        file = folder / name
+        if not file.is_file():
+            return f"{folder.name}/{name} is missing"
+        if file.stat().st_size != record["size"]:
+            return f"{folder.name}/{name} has {file.stat().st_size} bytes, {record['size']} were written"
+        if full and _file_record(file)["xxh3"] != record["xxh3"]:
+            return f"{folder.name}/{name} does not match its checksum (its bytes changed after it was written)"
+    return None
+
+
+def _part_problem(part: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(part.json, None) for a complete part, (whatever was read, why) for one that a kill or a hand damaged."""
+    try:
+        meta = json.loads((part / "part.json").read_text())
+        if not isinstance(meta, dict) or not isinstance(meta.get("ids"), list):
+            raise ValueError("not a part record")
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        return None, f"part.json unreadable ({err})"
+    if not meta["ids"]:
+        return meta, None
+    if "files" in meta:
+        return meta, _records_problem(part, meta["files"], full=True)
+    try:  # a part written before parts recorded checksums: it must at least read back whole
+        import datasets
+
+        rows = datasets.Dataset.from_file(str(part / "targets.arrow")).num_rows
+    except Exception as err:  # noqa: BLE001 - any read failure means the part is damaged
+        return meta, f"targets.arrow unreadable ({type(err).__name__})"
+    return meta, None if rows == len(meta["ids"]) else f"targets.arrow holds {rows} rows, not {len(meta['ids'])}"
+
+
+def _read_parts(path: Path, damaged: list | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """The complete parts of an unfinished cache; damaged ones go to ``damaged`` as (part, why) when given."""
     parts_dir = path / "parts"
     if not parts_dir.is_dir():
         return []
     out = []
     for part in sorted(parts_dir.iterdir()):
-        if part.name.startswith(".") or not (part / "part.json").is_file():
+        if part.name.startswith(".") or not part.is_dir():
             continue
-        out.append((part, json.loads((part / "part.json").read_text())))
+        meta, problem = _part_problem(part)
+        if problem is None:
+            out.append((part, meta))
+        elif damaged is not None:
+            damaged.append((part, problem))
     return out
 
 
 def _write_part(path: Path, rank: int, specs: Sequence[TargetSpec], rows: list[dict[str, Any]],
                 bad: list[dict[str, str]]) -> None:
-    """One batch's targets and bad examples, appearing atomically as ``parts/r<rank>-<uuid>``."""
+    """One batch's targets and bad examples, appearing atomically as ``parts/r<rank>-<uuid>``, with the size and
+    checksum of its targets so that a damaged part is found and computed again."""
     from datasets.arrow_writer import ArrowWriter
 
     name = f"r{rank:03d}-{uuid.uuid4().hex[:12]}"
     tmp = path / "parts" / f".tmp-{name}"
     tmp.mkdir(parents=True)
+    meta: dict[str, Any] = {"ids": [r["id"] for r in rows], "bad": bad, "rank": rank}
     if rows:
         writer = ArrowWriter(features=_features(specs), path=str(tmp / "targets.arrow"))
         writer.write_batch({key: [r[key] for r in rows] for key in rows[0]})
         writer.finalize()
         writer.close()
-    meta = {"ids": [r["id"] for r in rows], "bad": bad, "rank": rank}
+        meta["files"] = {"targets.arrow": _file_record(tmp / "targets.arrow")}
     (tmp / "part.json").write_text(json.dumps(meta))
     os.replace(tmp, path / "parts" / name)
 
 
+def cache_problem(path: Path, info: dict[str, Any] | None = None, full: bool = False) -> str | None:
+    """Why the finished cache at ``path`` cannot be trusted, or None. Cheap: the files of ``data/`` that
+    ``cache.json`` records are all there with their sizes; ``full``: their checksums match too. A cache written
+    before checksums were recorded is checked by reading ``data/`` back and counting its rows."""
+    if info is None:
+        try:
+            info = json.loads((path / "cache.json").read_text())
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            return f"cache.json unreadable ({err})"
+    if not (path / "data").is_dir():
+        return "data/ is missing"
+    if "data_files" in info:
+        return _records_problem(path / "data", info["data_files"], full)
+    if info.get("num_cached"):
+        try:
+            import datasets
+
+            rows = datasets.load_from_disk(str(path / "data")).num_rows
+        except Exception as err:  # noqa: BLE001 - any read failure means the data is damaged
+            return f"data/ unreadable ({type(err).__name__}: {err})"
+        if rows != info["num_cached"]:
+            return f"data/ holds {rows} rows, cache.json says {info['num_cached']}"
+    return None
 
 
 def _merge(path: Path, source: AudioSource, expert: Expert, info: dict[str, Any]) -> CacheRun:
@@ -279,6 +376,7 @@ def _merge(path: Path, source: AudioSource, expert: Expert, info: dict[str, Any]
         if not bars_were_off:
             datasets.utils.enable_progress_bars()
     del merged, tables
+    data_files = _folder_records(tmp)
     if (path / "data").exists():
         shutil.rmtree(path / "data")
     os.replace(tmp, path / "data")
@@ -286,6 +384,7 @@ def _merge(path: Path, source: AudioSource, expert: Expert, info: dict[str, Any]
     write_atomic(path / "report.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     reasons = dict(Counter(r["reason"] for r in records))
     info = {**info, "num_examples": len(order), "num_cached": len(seen), "num_bad": len(records),
+            "data_files": data_files,
             "bad_reasons": reasons, "examples_by_process": dict(sorted(by_rank.items())),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_atomic(path / "cache.json", json.dumps(info, indent=2, default=str))
@@ -297,7 +396,10 @@ def _merge(path: Path, source: AudioSource, expert: Expert, info: dict[str, Any]
 # compute
 
 
-def _decode(source: AudioSource, i: int, checks: AudioChecks) -> tuple[np.ndarray | None, int, tuple | None]:
+def decode_and_check(source: AudioSource, i: int,
+                     checks: AudioChecks) -> tuple[np.ndarray | None, int, tuple[str, str] | None]:
+    """Example ``i`` of ``source`` decoded at its own rate and checked: ``(audio, rate, problem)``, problem being
+    ``(reason, detail)`` for bad audio (unreadable included) or None. Never raises for a broken example."""
     try:
         audio, sr = source.read(i)
     except AudioDecodeError as err:
@@ -353,17 +455,24 @@ def compute_targets(
     audio_fp = audio_fingerprint(source)
     runs: dict[str, CacheRun] = {}
     pending: list[tuple[Expert, Path, set[str], dict[str, Any]]] = []  # (expert, path, done ids, info)
+    repairs: list[tuple[Expert, Path, list[tuple[Path, str]]]] = []  # damaged finished caches and parts
     for expert in experts:
         fp = cache_fingerprint(expert, audio_fp, checks, res_type)
         path = cache_path(cache_dir, expert, fp)
         run = CacheRun(expert.name, path, fp, len(ids))
         runs[expert.name] = run
+        damaged: list[tuple[Path, str]] = []
         if (path / "cache.json").is_file():
-            info = json.loads((path / "cache.json").read_text())
-            run.reused, run.cached, run.bad = True, info["num_cached"], info.get("bad_reasons", {})
-            continue
+            problem = cache_problem(path, full=True)  # reusing means trusting every byte: check them all
+            if problem is None:
+                info = json.loads((path / "cache.json").read_text())
+                run.reused, run.cached, run.bad = True, info["num_cached"], info.get("bad_reasons", {})
+                continue
+            damaged.append((path / "cache.json", problem))
         (path / "parts").mkdir(parents=True, exist_ok=True)
-        done = {id_ for _, meta in _read_parts(path) for id_ in meta["ids"] + [b["id"] for b in meta["bad"]]}
+        parts = _read_parts(path, damaged)
+        done = {id_ for _, meta in parts for id_ in meta["ids"] + [b["id"] for b in meta["bad"]]}
+        repairs.append((expert, path, damaged))
         info = {"format": CACHE_FORMAT, "fingerprint": fp, "expert": expert.name,
                 "expert_fingerprint": expert_fingerprint(expert), "expert_params": expert.fingerprint_params(),
                 "specs": [s.to_dict() for s in expert.specs()], "audio_fingerprint": audio_fp,
@@ -381,6 +490,17 @@ def compute_targets(
         for _, path, _, _ in pending:
             for tmp in [*(path / "parts").glob(".tmp-*"), *path.glob(".tmp-data-*")]:
                 shutil.rmtree(tmp, ignore_errors=True)
+        for expert, path, damaged in repairs:  # what was damaged after it was written: say so, compute it again
+            for where, problem in damaged:
+                if where.name == "cache.json":
+                    print(f"targets {expert.name}: the cache in {path} is damaged ({problem}); computing it again")
+                    for name in ("cache.json", "report.jsonl"):
+                        (path / name).unlink(missing_ok=True)
+                    shutil.rmtree(path / "data", ignore_errors=True)
+                else:
+                    print(f"targets {expert.name}: part {where.name} in {path} is damaged ({problem}); computing "
+                          "its examples again")
+                    shutil.rmtree(where, ignore_errors=True)
     state.wait_for_everyone()
 
     mine = [i for i in range(len(ids)) if i % world == rank]
@@ -397,7 +517,7 @@ def compute_targets(
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
 
         def submit(batch: list[int]) -> list[Future]:
-            return [pool.submit(_decode, source, i, checks) for i in batch]
+            return [pool.submit(decode_and_check, source, i, checks) for i in batch]
 
         next_futures = submit(batches[0]) if batches else []
         for k, batch in enumerate(batches):
@@ -480,7 +600,9 @@ def _run_expert(expert: Expert, indices: list[int], decoded: list[tuple], ids: l
 class TargetCache:
     """A finished target cache of one expert. ``cache[id]`` -> {target name: (frames, dim) float32 array}."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, verify: str = "size"):
+        """``verify``: ``"size"`` checks that the files ``cache.json`` records are there with their sizes (cheap,
+        always); ``"full"`` also compares their checksums. A damaged cache raises :class:`DamagedCacheError`."""
         import datasets
 
         self.path = Path(path)
@@ -488,27 +610,41 @@ class TargetCache:
         if not info_file.is_file():
             hint = " (unfinished: run `coat targets` again to resume it)" if (self.path / "parts").is_dir() else ""
             raise FileNotFoundError(f"{self.path} is not a finished target cache: no cache.json{hint}")
-        self.info: dict[str, Any] = json.loads(info_file.read_text())
+        try:
+            self.info: dict[str, Any] = json.loads(info_file.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DamagedCacheError(f"{self.path} is damaged: cache.json unreadable ({err}); {_RECOMPUTE}") from None
+        problem = cache_problem(self.path, self.info, full=verify == "full")
+        if problem is not None:
+            raise DamagedCacheError(f"target cache {self.path} is damaged: {problem}; {_RECOMPUTE}")
         self.expert: str = self.info["expert"]
         self.specs: tuple[TargetSpec, ...] = tuple(TargetSpec(**s) for s in self.info["specs"])
-        self._data = datasets.load_from_disk(str(self.path / "data")).with_format("numpy")
-        self._ids: list[str] = [str(i) for i in self._data.with_format(None)["id"]]
+        if self.info.get("num_cached", 1) == 0:  # every example was bad audio: a valid, empty cache
+            self._data = None
+            self._ids: list[str] = []
+        else:
+            self._data = datasets.load_from_disk(str(self.path / "data")).with_format("numpy")
+            self._ids = [str(i) for i in self._data.with_format(None)["id"]]
+            if len(self._ids) != self.info.get("num_cached", len(self._ids)):
+                raise DamagedCacheError(f"target cache {self.path} is damaged: data/ holds {len(self._ids)} rows, "
+                                        f"cache.json says {self.info['num_cached']}; {_RECOMPUTE}")
         self._index = {id_: row for row, id_ in enumerate(self._ids)}
         self._bad: dict[str, dict[str, str]] | None = None
+        self._num_samples: list[int] | None = None
 
     @classmethod
     def open(cls, path_or_dir: str | os.PathLike, expert: str | Expert | None = None,
-             source: AudioSource | None = None, audio_fp: str | None = None) -> TargetCache:
+             source: AudioSource | None = None, audio_fp: str | None = None, verify: str = "size") -> TargetCache:
         """The cache at ``path_or_dir``, or the one of ``expert`` inside the cache root ``path_or_dir``.
 
         In a root, ``expert`` (a name, or an :class:`Expert` whose parameters must match) picks the caches;
         ``source`` keeps those of exactly that audio (same ids and audio keys). Anything but one match is an
         error (listing the matches when there are several). ``audio_fp``: ``audio_fingerprint(source)`` when the
-        caller has it already (hashing a content-keyed source reads all its audio).
+        caller has it already (hashing a content-keyed source reads all its audio). ``verify``: see ``__init__``.
         """
         path = Path(path_or_dir)
         if (path / "cache.json").is_file() or (path / "parts").is_dir():
-            cache = cls(path)
+            cache = cls(path, verify)
             if expert is not None:
                 name = expert if isinstance(expert, str) else expert.name
                 if cache.expert != name:
@@ -531,7 +667,7 @@ class TargetCache:
             what = "no finished" if not found else f"{len(found)}"
             raise FileNotFoundError(f"{what} target caches of expert {name!r} in {path}"
                                     + (f": {[p.name for p in found]}; open one by its folder" if found else ""))
-        return cls(found[0])
+        return cls(found[0], verify)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -568,7 +704,19 @@ class TargetCache:
     def __getitem__(self, id_: str) -> dict[str, np.ndarray]:
         self.require([id_])
         row = self._data[self._index[id_]]
-        return {s.name: np.asarray(row[s.name], dtype=np.float32).reshape(-1, s.dim) for s in self.specs}
+        out = {s.name: np.asarray(row[s.name], dtype=np.float32).reshape(-1, s.dim) for s in self.specs}
+        for name, value in out.items():
+            if not np.isfinite(value).all():  # extraction never caches NaN/inf (nonfinite_target): damage
+                raise DamagedCacheError(f"target cache {self.path} is damaged: example {id_!r} has NaN/inf values "
+                                        f"in target {name!r}; {_RECOMPUTE}")
+        return out
+
+    def num_samples(self, id_: str) -> int:
+        """Length of example ``id_``'s audio in samples at the expert's sample rate (``specs[i].sample_rate``)."""
+        self.require([id_])
+        if self._num_samples is None:
+            self._num_samples = [int(n) for n in self._data.with_format(None)["num_samples"]]
+        return self._num_samples[self._index[id_]]
 
     def get(self, ids: Sequence[str]) -> list[dict[str, np.ndarray]]:
         """Targets of several examples; one error naming all missing ids."""

@@ -15,8 +15,6 @@ Backends: ``transformers`` (any ``AutoModelForAudioClassification`` checkpoint, 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import torch
 from coat.experts.audio_classification import HFAudioClassifier, WindowedClassifierExpert
 from coat.experts.base import TargetSpec
 from coat.experts.loading import ModelSourceError, check_source, require_hub_source, source_kind
+from coat.files import private_dir
 
 DEFAULT_EMOTION_MODEL = "speechbrain/emotion-recognition-wav2vec2-IEMOCAP"
 # class counts of known speechbrain checkpoints, so specs() (and the cache fingerprint) need not load them
@@ -56,8 +55,11 @@ class SpeechBrainClassifier:
         kind = source_kind(path)
         if kind == "hub id":
             require_hub_source("emotion model (speechbrain)", path, "hyperparams.yaml")
-        folder = path.strip("/").replace("/", "--")
-        savedir = savedir or os.path.join(tempfile.gettempdir(), "coat_speechbrain", folder)
+        # speechbrain runs what it finds in its save folder (hyperparams.yaml is code, and so is a custom
+        # interface) before what the source holds: a private folder of this user, never a shared temp path
+        if savedir is None:
+            name = str(Path(path).expanduser().resolve()) if kind == "local folder" else path
+            savedir = str(private_dir("speechbrain", name.strip("/").replace("/", "--") or "root"))
         run_opts = {"device": str(device)}
         try:
             if pymodule_file is not None:
