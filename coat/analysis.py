@@ -305,7 +305,7 @@ def resolve_labels(task: ProbeTask, ids: list[str], metadata: list[dict[str, Any
     """One label per example (None where it has none). A missing label source is a ConfigError naming the probe.
 
     ``heard_seconds``: the most audio the model receives (:func:`coat.data.collate.audio_window`); cached targets
-    are cut to it first (:func:`coat.data.collate.cut_targets`), so a label describes the audio the states saw."""
+    are cut to it first (:func:`coat.targets.cut_targets`), so a label describes the audio the states saw."""
     if task.metadata is not None:
         if not any(task.metadata in m for m in metadata):
             columns = sorted({k for m in metadata for k in m})
@@ -336,7 +336,7 @@ def resolve_labels(task: ProbeTask, ids: list[str], metadata: list[dict[str, Any
         transform = "semitone" if target == "pitch" else "argmax"
     if transform == "class":
         raise ConfigError(f"probe {task.name!r}: transform class needs a metadata label source")
-    from coat.data.collate import cut_targets
+    from coat.targets import cut_targets
 
     specs = {s.name: s for s in cache.specs}
     labels = []

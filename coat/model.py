@@ -27,10 +27,10 @@ from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from coat.adapters import Adapter, get_adapter
 from coat.config import CoATConfig
-from coat.experts.base import TargetSpec
 from coat.files import atomic_dir
-from coat.heads import ExpertHeads, HeadConfig, PreparedTargets, prepare_active_targets
+from coat.heads import ExpertHeads, HeadConfig
 from coat.losses import distillation_losses
+from coat.targets import PreparedTargets, TargetSpec, prepare_active_targets
 from coat.thinking import ThinkingBatch, ThinkingEmbedding, audio_span_ends, insert_thinking
 
 CONFIG_NAME = "coat_config.json"

@@ -17,7 +17,6 @@ import soundfile as sf
 from coat.cli import main as coat_main
 from coat.data.sources import ExampleListSource, FolderSource
 from coat.experts import build_expert
-from coat.experts.base import TargetSpec
 from coat.experts.cache import (
     AudioChecks,
     MissingTargetsError,
@@ -27,6 +26,7 @@ from coat.experts.cache import (
     pad_batch,
 )
 from coat.experts.pitch import distribution_to_hz
+from coat.targets import TargetSpec
 
 REPO = Path(__file__).resolve().parent.parent
 SR = 16000

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from coat.data.prompts import format_answer, format_question, prompt_text, user_messages
+from coat.targets import cut_targets, prepare_active_targets
 from coat.thinking import IGNORE_INDEX
 
 
@@ -95,27 +96,6 @@ def audio_window(processor) -> int | None:
     return int(samples) if samples else None
 
 
-def cut_targets(targets: dict, specs: dict, heard_seconds: float, clip_seconds: float) -> dict:
-    """The targets of a clip of ``clip_seconds`` restricted to its first ``heard_seconds`` (what the model receives).
-
-    Frame-level targets keep their frames that cover those seconds; a clip-level target describes the whole clip,
-    so for a clip that was cut it is left out (None: masked). A clip no longer than ``heard_seconds`` is unchanged.
-    ``specs``: target name -> :class:`~coat.experts.base.TargetSpec`.
-    """
-    if clip_seconds <= heard_seconds:
-        return targets
-    out = {}
-    for name, value in targets.items():
-        spec = specs.get(name)
-        if spec is None:
-            raise ValueError(f"target {name!r} has no spec, so it cannot be cut to the audio the model receives")
-        if value is None or spec.clip_level:
-            out[name] = None
-        else:
-            out[name] = value[: spec.num_frames(int(round(heard_seconds * spec.sample_rate)))]
-    return out
-
-
 class CoATCollator:
     """Batch examples with the model's own processor; labels are -100 everywhere but on the answer tokens.
 
@@ -132,8 +112,9 @@ class CoATCollator:
     """
 
     def __init__(self, processor, sampling_rate: int | None = None, heads=None, weights: dict | None = None):
-        """``heads`` (an :class:`~coat.heads.ExpertHeads`) and their loss ``weights``: when given, targets are
-        resampled onto the heads' frames here, in the data loader, instead of in every training step."""
+        """``heads`` (an :class:`~coat.heads.ExpertHeads`: its ``specs`` and frame grid ``config``) and their loss
+        ``weights``: when given, targets are resampled onto the heads' frames here, in the data loader, instead of in
+        every training step."""
         self.processor = processor
         self.sampling_rate = sampling_rate or processor.feature_extractor.sampling_rate
         self.tokenizer = processor.tokenizer
@@ -199,8 +180,6 @@ class CoATCollator:
         if names:
             targets = {n: [ex["targets"].get(n) for ex in examples] for n in names}
             if self.specs is not None:
-                from coat.heads import prepare_active_targets
-
                 targets = prepare_active_targets(targets, self.specs, self.head_config, self.weights)
             batch["expert_targets"] = targets
         return batch

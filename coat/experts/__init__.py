@@ -13,7 +13,6 @@ Target names (dim; frames/s; kind) of the built-ins, all at 16 kHz:
 """
 
 from coat.experts.base import (
-    LOSS_OF_KIND,
     TARGET_KINDS,
     Expert,
     ExpertConfig,
@@ -32,7 +31,6 @@ from coat.experts.reconstruction import ReconstructionExpert
 from coat.experts.sound_event import SoundEventExpert
 
 __all__ = [
-    "LOSS_OF_KIND",
     "TARGET_KINDS",
     "EmotionExpert",
     "Expert",
