@@ -47,7 +47,7 @@ from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
 from coat.config_help import plain  # noqa: E402
 from coat.heads import HeadConfig, prepare_active_targets  # noqa: E402
-from coat.model import lora_target_pattern  # noqa: E402
+from coat.model_io import lora_target_pattern  # noqa: E402
 from coat.targets import TargetSpec  # noqa: E402
 
 SUBJECT = "training"

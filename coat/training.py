@@ -310,7 +310,7 @@ def checkpoint_problem(path: Path) -> str | None:
     Complete means: ``trainer_state.json`` is there and parses (the Trainer writes it last, after the adapter, the
     optimizer, scheduler and RNG states, whatever their layout: DDP, FSDP or DeepSpeed), no file is empty, and the
     adapter has every part its config names."""
-    from coat.model import adapter_missing_parts
+    from coat.model_io import adapter_missing_parts
 
     if not (path / "trainer_state.json").is_file():
         return "trainer_state.json missing"
@@ -357,7 +357,7 @@ def _resume_point(stage_dir: Path, state) -> str | None:
 
 def stage_done(stage_dir: Path) -> bool:
     """A stage is done when its adapter is complete (every part its config names) and its log is readable."""
-    from coat.model import adapter_missing_parts
+    from coat.model_io import adapter_missing_parts
 
     adapter = stage_dir / "adapter"
     if not adapter.is_dir() or adapter_missing_parts(adapter):
