@@ -56,8 +56,7 @@ from torch import nn
 
 from coat.config import CoATConfig
 from coat.config_io import ConfigError, to_dict
-from coat.data.sources import SourceConfig
-from coat.data.synth import SynthConfig
+from coat.data.config import DataConfig
 from coat.files import write_atomic
 from coat.loading import ModelConfig
 
@@ -115,24 +114,6 @@ class ProbeTask:
 
 
 @dataclass
-class DataConfig:
-    """The examples: a source (dataset, folder, manifest) or the synthetic benchmark, and how to prompt."""
-
-    source: SourceConfig | None = field(default=None, metadata={"help": "where the audio comes from"})
-    synth: SynthConfig | None = field(default=None, metadata={"help": "generate synthetic examples instead"})
-    synth_split: str = field(default="test", metadata={"help": "which synthetic split"})
-    question_column: str | None = field(default="question", metadata={"help": "metadata column with the question"})
-    choices_column: str | None = field(default="choices", metadata={"help": "metadata column with the choices"})
-    answer_column: str | None = field(default="answer", metadata={"help": "reference answer; null: generate"})
-    answer_format: str = field(default="text", metadata={"help": "text | letter | letter_text (coat.data.prompts)"})
-    prompt: str = field(default="Describe the audio.", metadata={"help": "text when an example has no question"})
-
-    def __post_init__(self):
-        if (self.source is None) == (self.synth is None):
-            raise ValueError("data needs exactly one of source: {path: ...} or synth: {...}")
-
-
-@dataclass
 class ProbeTraining:
     """How every probe is trained (the same for all models, so accuracies compare)."""
 
@@ -155,10 +136,13 @@ class AnalyzeConfig:
 
     model: ModelConfig | None = field(default=None, metadata={"help": "the base LALM (attention: eager)"})
     adapters: list[AdapterSpec] = field(default_factory=list, metadata={"help": "CoAT adapters to analyse"})
-    data: DataConfig | None = field(default=None, metadata={"help": "examples and prompts"})
+    data: DataConfig | None = field(default=None, metadata={"help": "the examples (their reference answers are "
+                                                             "teacher-forced; answer_column null: generated)"})
+    prompt: str = field(default="Describe the audio.", metadata={"help": "the text of an example without a question"})
     probes: list[ProbeTask] = field(default_factory=list, metadata={"help": "probe tasks and their label sources"})
     probe_training: ProbeTraining = field(default_factory=ProbeTraining, metadata={"help": "probe settings"})
-    cache_dir: str = field(default="runs/targets", metadata={"help": "root of the target caches (cache: probes)"})
+    cache_dir: str = field(default="runs/targets", metadata={
+        "help": "root of the target caches (cache: probes) and of synthetic data without a source.path"})
     generate_tokens: int = field(default=8, metadata={"help": "answer tokens generated where there is no answer"})
     max_examples: int | None = field(default=None, metadata={"help": "analyse only the first N examples"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1..."})
@@ -355,36 +339,24 @@ def resolve_labels(task: ProbeTask, ids: list[str], metadata: list[dict[str, Any
 # examples
 
 
-def open_examples(data: DataConfig, limit: int | None = None):
-    """The :class:`AudioSource` of ``data`` (first ``limit`` examples)."""
-    from coat.data.sources import ExampleListSource, SubsetSource, open_source
+def open_examples(config: AnalyzeConfig):
+    """The :class:`AudioSource` of ``config.data`` (its first ``max_examples``)."""
+    from coat.data.config import open_data
+    from coat.data.sources import SubsetSource
 
-    if data.synth is not None:
-        from coat.data.synth import generate_split
-
-        source = ExampleListSource(generate_split(data.synth, data.synth_split), f"synth {data.synth_split}")
-    else:
-        try:
-            source = open_source(data.source)
-        except (ValueError, FileNotFoundError) as err:
-            raise ConfigError(f"data.source: {err}") from err
-    if limit is not None and limit < len(source):
-        source = SubsetSource(source, range(limit))
+    try:
+        source = open_data(config.data, config.cache_dir)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from err
+    if config.max_examples is not None and config.max_examples < len(source):
+        source = SubsetSource(source, range(config.max_examples))
     return source
 
 
-def prompt_and_answer(meta: dict[str, Any], data: DataConfig) -> tuple[str, str | None]:
+def prompt_and_answer(meta: dict[str, Any], config: AnalyzeConfig) -> tuple[str, str | None]:
     """(user text, reference answer or None) of one example, in the shared prompt format."""
-    from coat.data.prompts import format_answer, format_question
-
-    question = meta.get(data.question_column) if data.question_column else None
-    choices = meta.get(data.choices_column) if data.choices_column else None
-    choices = list(choices) if choices is not None else None
-    text = format_question(question, choices) if question else data.prompt
-    answer = meta.get(data.answer_column) if data.answer_column else None
-    if answer is None:
-        return text, None
-    return text, format_answer(str(answer), choices if question else None, data.answer_format)
+    text, answer = config.data.texts(meta)
+    return text or config.prompt, answer
 
 
 def encode_example(processor, audio: np.ndarray, text: str, answer: str | None) -> tuple[dict, int]:
@@ -502,7 +474,7 @@ def run_analysis(config: AnalyzeConfig) -> dict[str, Any]:
     from coat.data.collate import audio_window
     from coat.loading import load_model_and_processor
 
-    source = open_examples(config.data, config.max_examples)
+    source = open_examples(config)
     ids = source.ids()
     metadata = [source.metadata(i) for i in range(len(source))]
     labels = {t.name: resolve_labels(t, ids, metadata, config.cache_dir) for t in config.probes}  # fail early
@@ -519,7 +491,7 @@ def run_analysis(config: AnalyzeConfig) -> dict[str, Any]:
     sr = processor.feature_extractor.sampling_rate
     encoded = []
     for i in range(len(source)):
-        text, answer = prompt_and_answer(metadata[i], config.data)
+        text, answer = prompt_and_answer(metadata[i], config)
         encoded.append(encode_example(processor, source.load(i, sr).audio, text, answer))
     answers = "reference" if all(n for _, n in encoded) else "reference or generated by base" if any(
         n for _, n in encoded) else "generated by base"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import math
@@ -48,6 +49,8 @@ import numpy as np
 import torch
 
 from coat.config import CoATConfig
+from coat.data.config import DataConfig
+from coat.data.sources import SourceConfig
 from coat.data.synth import GENERATOR_VERSION, SynthConfig
 from coat.experts.base import ExpertConfig
 from coat.files import atomic_dir, config_digest, write_atomic
@@ -68,7 +71,7 @@ CAPTION_PROMPT = "Describe the audio."
 QUICK: dict[str, Any] = {
     "output_dir": "runs/demo_quick",
     "pretrain": {"examples": 96, "steps": 30},
-    "data": {"train_size": 48, "validation_size": 24, "test_size": 48},
+    "data": {"synth": {"train_size": 48, "validation_size": 24, "test_size": 48}},
     "training": {"steps": 8},
 }
 
@@ -146,8 +149,9 @@ class DemoConfig:
     model: SmallModelConfig = field(default_factory=SmallModelConfig,
                                     metadata={"help": "the small Qwen2-Audio pre-trained from scratch"})
     pretrain: PretrainConfig = field(default_factory=PretrainConfig, metadata={"help": "its caption pre-training"})
-    data: SynthConfig = field(default_factory=lambda: SynthConfig(train_size=600, validation_size=300, test_size=600),
-                              metadata={"help": "the synthetic acoustic QA benchmark (coat.data.synth)"})
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(synth=SynthConfig(train_size=600, validation_size=300, test_size=600)),
+        metadata={"help": "the synthetic acoustic QA benchmark (data.synth; the demo needs no source)"})
     eval_split: str = field(default="test", metadata={"help": "test, or validation for design choices"})
     num_thinking: int = field(default=8, metadata={"help": "K thinking positions of the two thinking variants"})
     thinking_layer: int = field(default=0, metadata={"help": "decoder layer whose thinking states the heads read"})
@@ -176,8 +180,10 @@ class DemoConfig:
             raise ValueError(f"eval_split must be validation or test, got {self.eval_split!r}")
         if self.num_thinking < 1:
             raise ValueError("num_thinking must be >= 1 (the thinking variants need a block)")
-        if self.data.split_size(self.eval_split) < 1 or self.data.train_size < 1:
-            raise ValueError(f"data needs train examples and {self.eval_split} examples")
+        if self.data.synth is None or self.data.source is not None:
+            raise ValueError("the demo runs on the synthetic benchmark: data.synth, and no data.source")
+        if self.data.synth.split_size(self.eval_split) < 1 or self.data.synth.train_size < 1:
+            raise ValueError(f"data.synth needs train examples and {self.eval_split} examples")
 
 
 def load_demo_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None, *,
@@ -263,7 +269,7 @@ def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list
     from coat.data.synth import generate_split
 
     p = config.pretrain
-    synth = SynthConfig(**{**asdict(config.data), "seed": p.data_seed, "train_size": p.examples,
+    synth = SynthConfig(**{**asdict(config.data.synth), "seed": p.data_seed, "train_size": p.examples,
                            "validation_size": 0, "test_size": 0})
     vocab = processor.tokenizer.get_vocab()
     detailed = np.random.default_rng(p.data_seed).random(p.examples) < p.detailed_fraction
@@ -304,7 +310,7 @@ def pretrained_model(config: DemoConfig, log=print) -> Path:
     """The folder of the pre-trained small model and its processor; built once per settings, then reused."""
     from coat import zoo
 
-    key = config_digest(config.model, config.pretrain, config.data.categories, GENERATOR_VERSION)
+    key = config_digest(config.model, config.pretrain, config.data.synth.categories, GENERATOR_VERSION)
     folder = Path(config.cache_dir) / f"model-{key}"
     if (folder / "config.json").is_file():
         log(f"pre-trained model: reusing {folder}")
@@ -328,7 +334,7 @@ def pretrained_model(config: DemoConfig, log=print) -> Path:
 def train_config(config: DemoConfig, variant: str, model_dir: Path, seed: int, output_dir: Path):
     """The :class:`~coat.training.TrainConfig` of one variant: same data, steps, learning rate and seed."""
     from coat.loading import ModelConfig
-    from coat.training import DataConfig, StageConfig, TargetCacheConfig, TrainConfig, TrainingSettings
+    from coat.training import StageConfig, TargetCacheConfig, TrainConfig, TrainingSettings
 
     t = config.training
     k = 0 if variant == "no_thinking" else config.num_thinking
@@ -339,14 +345,15 @@ def train_config(config: DemoConfig, variant: str, model_dir: Path, seed: int, o
         stages.append(StageConfig("warmup", first, max_steps=t.heads_warmup_steps, learning_rate=t.learning_rate))
     stages.append(StageConfig("joint", parts, max_steps=t.steps, learning_rate=t.learning_rate))
     # only the train split matters here: evaluation sizes must not change the data hash (and its targets)
-    data = SynthConfig(**{**asdict(config.data), "validation_size": 0, "test_size": 0})
+    data = dataclasses.replace(config.data, synth=SynthConfig(**{**asdict(config.data.synth), "validation_size": 0,
+                                                                 "test_size": 0}), synth_split="train")
     return TrainConfig(
         model=ModelConfig(name_or_path=str(model_dir), dtype="float32"),
         coat=CoATConfig(num_thinking=k, thinking_layer=config.thinking_layer),
         heads=config.heads,
         experts=copy.deepcopy(config.experts) if variant == "coat" else [],
         targets=TargetCacheConfig(cache_dir=str(Path(config.cache_dir) / "targets"), compute=True),
-        data=DataConfig(synth=data),
+        data=data,
         lora=config.lora,
         stages=stages,
         training=TrainingSettings(output_dir=str(output_dir), seed=seed, per_device_batch_size=t.batch_size,
@@ -372,14 +379,14 @@ def expert_targets(coat_config, log=print) -> None:
 
 def evaluate(config: DemoConfig, model_dir: Path, adapters: dict[str, Path], output_dir: Path) -> dict:
     """Multiple-choice accuracy (overall and per category) of each adapter on ``config.eval_split``."""
-    from coat.data.sources import SourceConfig
     from coat.evaluation import AdapterEntry, EvalConfig, TaskConfig, run_eval
     from coat.loading import ModelConfig
 
     split = config.eval_split
-    data_dir = Path(config.cache_dir) / "targets" / f"eval-{config.data.digest()}" / split
-    task = TaskConfig(name="synth", type="multiple_choice", source=SourceConfig(path=str(data_dir / "manifest.jsonl")),
-                      synth=copy.deepcopy(config.data), synth_split=split)
+    data_dir = Path(config.cache_dir) / "targets" / f"eval-{config.data.synth.digest()}" / split
+    data = dataclasses.replace(config.data, source=SourceConfig(path=str(data_dir / "manifest.jsonl")),
+                               synth=copy.deepcopy(config.data.synth), synth_split=split)
+    task = TaskConfig(name="synth", type="multiple_choice", data=data)
     eval_config = EvalConfig(model=ModelConfig(name_or_path=str(model_dir), dtype="float32"),
                              adapters=[AdapterEntry(str(path), name) for name, path in adapters.items()],
                              evaluate_base=False, tasks=[task], output_dir=str(output_dir),
@@ -445,11 +452,11 @@ def _run_demo(config: DemoConfig, log, quick: bool) -> dict:
         metrics = evaluate(config, model_dir, adapters, seed_dir / "eval")
         seconds["eval"] = time.time() - t0
         runs.append({"seed": seed, "metrics": metrics, "seconds": seconds})
-        log(per_category_text(metrics, config.data.categories, f"seed {seed}"))
+        log(per_category_text(metrics, config.data.synth.categories, f"seed {seed}"))
     shutil.rmtree(out / "adapter", ignore_errors=True)
     shutil.copytree(out / f"seed-{config.seed}" / "coat" / "adapter", out / "adapter")
     timings["total"] = time.time() - start
-    report = summarize(runs, config.data.categories)
+    report = summarize(runs, config.data.synth.categories)
     report.update(config=asdict(config), model_dir=str(model_dir), runs=runs, timings=timings,
                   split=config.eval_split, quick=quick)
     write_atomic(out / "demo.json", json.dumps(report, indent=2, default=str) + "\n")
@@ -510,7 +517,7 @@ def demo_markdown(report: dict) -> str:
     seeds = report["seeds"]
     several = len(seeds) > 1
     head = "mean ± std over seeds " + ", ".join(map(str, seeds)) if several else f"seed {seeds[0]}"
-    chance = chance_levels(SynthConfig(**report["config"]["data"]))
+    chance = chance_levels(SynthConfig(**report["config"]["data"]["synth"]))
     lines = [f"# coat demo: synthetic acoustic QA, {report['split']} split accuracy ({head})", "",
              "| category | chance | " + " | ".join(labels[v] for v in VARIANTS) + " |",
              "|---|---|" + "---|" * len(VARIANTS)]
@@ -542,7 +549,7 @@ def plot(report: dict, path: Path) -> None:
 
     rows = list(report["table"]["coat"])
     labels = ["overall" if r == "accuracy" else r.split("/", 1)[1] for r in rows]
-    data = SynthConfig(**report["config"]["data"])
+    data = SynthConfig(**report["config"]["data"]["synth"])
     chance = chance_levels(data)
     seeds = report["seeds"]
     names = variant_labels(report)

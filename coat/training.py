@@ -7,7 +7,7 @@ One readable file: ``setup`` (data, expert targets, model with thinking table, h
     coat train configs/tiny.yaml training.output_dir=runs/tiny
     accelerate launch -m coat train configs/qwen2_audio.yaml
 
-Output layout (``data.synth`` data lives next to the target caches, see :func:`training_source`):
+Output layout (``data.synth`` data lives next to the target caches, see :func:`coat.data.config.open_data`):
 ``<output_dir>/stage-<i>-<name>/checkpoint-*/`` (Trainer checkpoints holding the CoAT
 adapter, optimizer, scheduler and RNG states), ``<output_dir>/stage-<i>-<name>/adapter/`` (the adapter at the
 end of that stage; a stage whose adapter exists is not run again), ``<output_dir>/adapter/`` (the final
@@ -28,9 +28,8 @@ import torch
 import yaml
 
 from coat.config import CoATConfig
-from coat.data.collate import CoATCollator, QAColumns, QADataset
-from coat.data.sources import SourceConfig, open_source
-from coat.data.synth import SynthConfig
+from coat.data.collate import CoATCollator, QADataset
+from coat.data.config import DataConfig, open_data
 from coat.errors import SourceNotFoundError
 from coat.experts.base import ExpertConfig
 from coat.experts.cache import AudioChecks
@@ -50,27 +49,9 @@ class TargetCacheConfig:
     compute: bool = field(default=False, metadata={"help": "compute missing caches before training (resumable)"})
     device: str | None = field(default=None, metadata={"help": "where experts run (default: accelerate's)"})
     batch_seconds: float = field(default=60.0, metadata={"help": "padded audio seconds per extraction batch"})
-
-
-@dataclass
-class DataConfig:
-    """The training examples: a source or the synthetic benchmark, and which fields hold what."""
-
-    train: SourceConfig | None = field(default=None, metadata={"help": "training examples (audio + QA fields)"})
-    synth: SynthConfig | None = field(
-        default=None, metadata={"help": "generate the synthetic benchmark's train split as the training data"})
     checks: AudioChecks = field(default_factory=AudioChecks, metadata={
         "help": "what counts as bad audio (as in `coat targets`): reported in <output_dir>/bad_audio.jsonl and left "
                 "out of training"})
-    question_column: str = field(default="question", metadata={"help": "field of each example holding the question"})
-    choices_column: str | None = field(
-        default="choices", metadata={"help": "field holding the list of choices (null: open questions)"})
-    answer_column: str = field(default="answer", metadata={"help": "field holding the reference answer"})
-    answer_format: str = field(default="text", metadata={"help": "text | letter | letter_text"})
-
-    def __post_init__(self):
-        if (self.train is None) == (self.synth is None):
-            raise ValueError("data needs exactly one of data.train (a source) or data.synth")
 
 
 @dataclass
@@ -158,7 +139,7 @@ class TrainConfig:
         if self.model is None:
             raise ValueError("model is required (model.name_or_path: a hub id or a local folder)")
         if self.data is None:
-            raise ValueError("data is required (data.train: a source, or data.synth)")
+            raise ValueError("data is required (data.source: where the examples are, or data.synth)")
         if not self.stages:
             raise ValueError("stages must list at least one stage")
         if any("lora" in s.train for s in self.stages) and self.lora.r <= 0:
@@ -167,21 +148,9 @@ class TrainConfig:
 
 # ----------------------------------------------------------------------------------------------------- setup
 def training_source(config: TrainConfig):
-    """The training examples. ``data.synth`` is written once as wavs + a JSONL manifest next to the target caches
-    (``<cache_dir>/synth-<hash of its config>/train``), so runs with the same data share the data and its targets."""
-    if config.data.synth is None:
-        try:
-            return open_source(config.data.train)
-        except SourceNotFoundError as err:
-            raise SourceNotFoundError(f"data.train: {err}") from None
-
-    from coat.data.synth import generate_split, write_manifest
-
-    folder = Path(config.targets.cache_dir) / f"synth-{config.data.synth.digest()}" / "train"
-    manifest = folder / "manifest.jsonl"
-    if not manifest.is_file():
-        write_manifest(generate_split(config.data.synth, "train"), folder)
-    return open_source(SourceConfig(path=str(manifest)))
+    """The training examples (:func:`coat.data.config.open_data`; synthetic data is written next to the target
+    caches, so runs with the same data share the data and its targets)."""
+    return open_data(config.data, config.targets.cache_dir)
 
 
 def build_experts(config: TrainConfig):
@@ -196,7 +165,7 @@ def target_caches(config: TrainConfig, source, experts):
 
     if config.targets.compute and experts:
         compute_targets(source, experts, config.targets.cache_dir, device=config.targets.device,
-                        batch_seconds=config.targets.batch_seconds, checks=config.data.checks)
+                        batch_seconds=config.targets.batch_seconds, checks=config.targets.checks)
     caches = []
     audio_fp = audio_fingerprint(source) if experts else None  # once, not once per expert
     # just computed or checked byte for byte when targets.compute is set; else checked in full here, once per run
@@ -214,7 +183,7 @@ def target_caches(config: TrainConfig, source, experts):
 
 
 def bad_audio(config: TrainConfig, source, caches, state) -> list[dict[str, str]]:
-    """The examples whose audio fails ``data.checks`` (the checks of ``coat targets``): ``[{id, reason, detail}]``.
+    """The examples whose audio fails ``targets.checks`` (the checks of ``coat targets``): ``[{id, reason, detail}]``.
 
     With experts, the target caches already checked every example and report the bad ones. Without (the pause and
     no-thinking baselines), each example is decoded and checked once, before training; the result is kept in
@@ -231,7 +200,7 @@ def bad_audio(config: TrainConfig, source, caches, state) -> list[dict[str, str]
                     found.setdefault(id_, record)
         return [found[i] for i in ids if i in found]
     record_file = Path(config.training.output_dir) / "audio_checks.json"
-    key = {"audio_fingerprint": audio_fingerprint(source), "checks": asdict(config.data.checks)}
+    key = {"audio_fingerprint": audio_fingerprint(source), "checks": asdict(config.targets.checks)}
     with state.main_process_first():
         try:
             saved = json.loads(record_file.read_text())
@@ -243,7 +212,7 @@ def bad_audio(config: TrainConfig, source, caches, state) -> list[dict[str, str]
             print(f"[coat train] checking the audio of {len(ids)} training examples (once; kept in {record_file})",
                   flush=True)
         with ThreadPoolExecutor(2) as pool:
-            checked = pool.map(lambda i: decode_and_check(source, i, config.data.checks)[2], range(len(ids)))
+            checked = pool.map(lambda i: decode_and_check(source, i, config.targets.checks)[2], range(len(ids)))
             bad = [{"id": ids[i], "reason": p[0], "detail": p[1]} for i, p in enumerate(checked) if p is not None]
         if state.is_main_process:
             write_atomic(record_file, json.dumps({**key, "bad": bad}, indent=2) + "\n")
@@ -487,9 +456,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
     set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
     model, processor = build_model(config, experts)
     sampling_rate = processor.feature_extractor.sampling_rate
-    columns = QAColumns(config.data.question_column, config.data.choices_column, config.data.answer_column,
-                        config.data.answer_format)
-    dataset = QADataset(source, sampling_rate, columns, caches)
+    dataset = QADataset(source, config.data, sampling_rate, caches)
     collator = CoATCollator(processor, sampling_rate, heads=model.heads, weights=model.expert_weights)
     write_atomic(out / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
 

@@ -97,10 +97,10 @@ def test_plain_strips_docstring_markup():
 
 def test_user_errors_are_one_line_on_stderr(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["targets", str(ROOT / "configs" / "targets_example.yaml"), "source.path=data/clips"]) == 2
+    assert main(["targets", str(ROOT / "configs" / "targets_example.yaml"), "data.source.path=data/clips"]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
-    assert "\n" not in err and err.startswith("coat targets: source:") and "data/clips" in err
+    assert "\n" not in err and err.startswith("coat targets: data.source:") and "data/clips" in err
     assert "does not exist" in err or "not reachable" in err or "no such dataset" in err
     assert not (tmp_path / "runs").exists()  # nothing was written for a source that is not there
     assert main(["train"]) == 2 and "usage: coat train" in capsys.readouterr().err

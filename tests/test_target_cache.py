@@ -216,7 +216,7 @@ def test_builtin_experts_from_a_saved_dataset_through_the_cli(tmp_path):
     audio = [{"array": (0.3 * np.sin(2 * np.pi * f * t) + 0.001 * rng.standard_normal(t.size)).astype(np.float32),
               "sampling_rate": 8000} for f in (220.0, 330.0)]
     datasets.Dataset.from_dict({"id": ["low", "high"], "audio": audio}).save_to_disk(tmp_path / "ds")
-    assert coat_main(["targets", "source.path=" + str(tmp_path / "ds"), "experts=[pitch, reconstruction]",
+    assert coat_main(["targets", "data.source.path=" + str(tmp_path / "ds"), "experts=[pitch, reconstruction]",
                       f"cache_dir={tmp_path / 'cache'}", "progress=false"]) == 0
     pitch = TargetCache.open(tmp_path / "cache", expert="pitch")
     logmel = TargetCache.open(tmp_path / "cache", expert="reconstruction")
@@ -229,7 +229,7 @@ def test_builtin_experts_from_a_saved_dataset_through_the_cli(tmp_path):
 
 
 def _write_config(tmp_path: Path, clips: Path, cache: Path, **extra) -> Path:
-    lines = [f"source: {{path: {clips}}}", "experts: [reconstruction]", f"cache_dir: {cache}",
+    lines = [f"data: {{source: {{path: {clips}}}}}", "experts: [reconstruction]", f"cache_dir: {cache}",
              "batch_seconds: 1.0", "max_batch_size: 2", "progress: false"]
     lines += [f"{k}: {v}" for k, v in extra.items()]
     cfg = tmp_path / f"targets_{cache.name}.yaml"
@@ -301,8 +301,8 @@ def test_cli_config_errors_name_the_key(tmp_path, capsys):
     cfg = _write_config(tmp_path, clips, tmp_path / "cache")
     assert coat_main(["targets", str(cfg), "batch_secnds=3"]) == 2
     assert "batch_secnds" in capsys.readouterr().err
-    assert coat_main(["targets", str(cfg), "source.audio_colum=x"]) == 2
-    assert "source.audio_colum" in capsys.readouterr().err
+    assert coat_main(["targets", str(cfg), "data.source.audio_colum=x"]) == 2
+    assert "data.source.audio_colum" in capsys.readouterr().err
     assert coat_main(["targets", str(cfg), "checks.silence=3"]) == 2
     assert "checks.silence" in capsys.readouterr().err
     assert coat_main(["targets", str(cfg), "experts=[no_such_expert]"]) == 2
@@ -315,14 +315,14 @@ def test_example_config_runs_as_written_on_its_own_synthetic_clips(tmp_path, mon
     clips as an audio folder; nothing lands outside runs/."""
     monkeypatch.chdir(tmp_path)
     example = str(REPO / "configs" / "targets_example.yaml")
-    small = ["synth.train_size=6", "progress=false"]
+    small = ["data.synth.train_size=6", "progress=false"]
     assert coat_main(["targets", example, *small]) == 0
     assert "writing the synthetic train split (6 clips" in capsys.readouterr().out
     data = tmp_path / "runs" / "targets_example" / "data"
     assert len((data / "manifest.jsonl").read_text().splitlines()) == 6
     pitch = TargetCache.open(tmp_path / "runs" / "targets_example" / "cache", expert="pitch")
     assert len(pitch.ids()) == 6
-    assert coat_main(["targets", example, *small, f"source.path={data.relative_to(tmp_path)}"]) == 0
+    assert coat_main(["targets", example, *small, f"data.source.path={data.relative_to(tmp_path)}"]) == 0
     assert "writing the synthetic" not in capsys.readouterr().out
     folder_caches = sorted((tmp_path / "runs" / "targets_example" / "cache").glob("pitch-*"))
     assert len(folder_caches) == 2  # the folder source's ids (file paths) differ from the manifest's: its own cache

@@ -166,7 +166,7 @@ def test_bad_audio_is_reported_and_left_out_before_training(tmp_path, capsys):
     import numpy as np
 
     manifest = _manifest(tmp_path, **{"2": ("silent-one", np.zeros(16000, np.float32))})
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}",
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}",
                      "experts=[{name: reconstruction}]", ONE_STAGE)
     result = run_training(config)
     assert len(result["dataset"]) == 5 and "silent-one" not in result["dataset"].source.ids()
@@ -182,7 +182,7 @@ def test_non_finite_audio_never_trains_a_nan_adapter_without_experts(tmp_path, c
     audio = np.full(16000, 0.1, np.float32)
     audio[:1000] = np.inf
     manifest = _manifest(tmp_path, **{"1": ("inf-one", audio)})
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]", ONE_STAGE)
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}", "experts=[]", ONE_STAGE)
     result = run_training(config)
     for file in ("coat_model.safetensors", "lora/adapter_model.safetensors"):
         assert all(torch.isfinite(t).all() for t in load_file(tmp_path / "train" / "adapter" / file).values())
@@ -191,7 +191,7 @@ def test_non_finite_audio_never_trains_a_nan_adapter_without_experts(tmp_path, c
 
     alone = tmp_path / "alone.jsonl"
     alone.write_text(manifest.read_text().splitlines()[1] + "\n")
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {alone}}}", "experts=[]", ONE_STAGE,
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {alone}}}", "experts=[]", ONE_STAGE,
                      f"training.output_dir={tmp_path}/alone")
     with pytest.raises(ValueError, match="no training examples left: all 1 have bad audio"):
         run_training(config)
@@ -211,7 +211,7 @@ def test_a_non_finite_loss_stops_the_run_naming_the_batch_and_saves_nothing(tmp_
 
     manifest = _manifest(tmp_path)
     ids = [json.loads(line)["id"] for line in manifest.read_text().splitlines()]
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]", ONE_STAGE,
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}", "experts=[]", ONE_STAGE,
                      "training.save_steps=1")
     with pytest.raises(NonFiniteLossError, match=r"stage-0-joint: the loss is nan at step 2 .* on the batch of "
                                                  r"examples \[('[^']+', ){5}'[^']+'\]") as err:
@@ -225,7 +225,7 @@ def test_a_non_finite_loss_stops_the_run_naming_the_batch_and_saves_nothing(tmp_
 def test_a_row_without_audio_is_named(tmp_path, capsys):
     manifest = tmp_path / "train.jsonl"
     manifest.write_text(json.dumps({"id": "ex1", "audio": "missing.wav", "question": "q", "answer": "a"}) + "\n")
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]")
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}", "experts=[]")
     with pytest.raises(ValueError, match="no training examples left: all 1 have bad audio"):
         run_training(config)
     assert "'ex1' (unreadable: " in capsys.readouterr().out and "missing.wav: file not found" in \
@@ -302,7 +302,7 @@ def test_a_damaged_target_cache_is_computed_again_by_a_run_that_computes_targets
     from coat.training import build_experts, target_caches, training_source
 
     manifest = _manifest(tmp_path, n=3)
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}",
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}",
                      "experts=[{name: reconstruction}]")
     source, experts = training_source(config), build_experts(config)
     (cache,) = target_caches(config, source, experts)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from coat.config_help import command_help
 from coat.config_io import ConfigError, load_config
-from coat.data.sources import SourceConfig
-from coat.data.synth import SynthConfig
+from coat.data.config import DataConfig
 from coat.errors import CoatError
 from coat.experts.base import ExpertConfig
 from coat.experts.cache import AudioChecks
@@ -23,14 +21,12 @@ from coat.experts.cache import AudioChecks
 class TargetsConfig:
     """What ``coat targets`` computes, and how."""
 
-    source: SourceConfig | None = field(default=None, metadata={"help": "where the audio comes from"})
+    data: DataConfig | None = field(default=None, metadata={
+        "help": "the audio: a source, or synth (the synthetic benchmark, written to source.path when that .jsonl "
+                "does not exist yet: the example config's own data)"})
     experts: list[ExpertConfig] = field(
         default_factory=list, metadata={"help": "experts to run: names, or {name, params} mappings"}
     )
-    synth: SynthConfig | None = field(default=None, metadata={
-        "help": "the synthetic benchmark (coat.data.synth): when source.path is a .jsonl manifest that does not "
-                "exist yet, this split is written there first (wavs next to it). The example config's own data"})
-    synth_split: str = field(default="train", metadata={"help": "which synthetic split synth writes"})
     cache_dir: str = field(default="runs/targets", metadata={"help": "root folder of the target caches"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1...; null: accelerate's device"})
     batch_seconds: float = field(default=60.0, metadata={"help": "padded audio seconds per batch"})
@@ -44,8 +40,8 @@ class TargetsConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self):
-        if self.source is None:
-            raise ValueError("source is required, e.g. source: {path: data/clips}")
+        if self.data is None:
+            raise ValueError("data is required, e.g. data: {source: {path: data/clips}}")
         self.experts = [ExpertConfig(name=e) if isinstance(e, str) else e for e in self.experts]
         if not self.experts:
             raise ValueError("experts must list at least one expert, e.g. experts: [pitch, reconstruction]")
@@ -79,7 +75,7 @@ NOTES = ("Several processes: accelerate launch --multi_gpu --num_processes N -m 
          "--num_processes N starts only one unless it is given an MPI hostfile).")
 EXAMPLES = [
     "coat targets configs/targets_example.yaml             # 48 synthetic clips, written on first use",
-    "coat targets configs/targets_example.yaml source.path=runs/targets_example/data   # an audio folder",
+    "coat targets configs/targets_example.yaml data.source.path=runs/targets_example/data   # an audio folder",
     "accelerate launch --multi_gpu --num_processes 2 -m coat targets configs/targets_example.yaml",
 ]
 
@@ -88,25 +84,8 @@ def help_text(argv=()) -> str:
     return command_help("coat targets", SUMMARY, TargetsConfig, usage=USAGE, notes=NOTES, examples=EXAMPLES)
 
 
-def prepare_synth(config: TargetsConfig, state) -> None:
-    """Write the config's synthetic data to ``source.path`` when that manifest does not exist yet (once: the main
-    process writes, the others wait)."""
-    from coat.data.synth import write_split_if_missing
-
-    if config.synth is None:
-        return
-    path = Path(config.source.path)
-    if path.exists() or path.suffix != ".jsonl":  # an existing source, or the user's own (missing) path
-        return
-    with state.main_process_first():
-        if state.is_main_process and not path.exists():
-            n = config.synth.split_size(config.synth_split)
-            print(f"coat targets: writing the synthetic {config.synth_split} split ({n} clips, synth:) to {path}")
-            write_split_if_missing(path, config.synth, config.synth_split)
-
-
 def main(argv: list[str]) -> int:
-    from coat.data.sources import open_source
+    from coat.data.config import open_data
     from coat.experts.cache import compute_targets, process_state
 
     if argv and argv[0].startswith("-"):
@@ -114,13 +93,13 @@ def main(argv: list[str]) -> int:
     path, overrides = (argv[0], argv[1:]) if argv and "=" not in argv[0] else (None, argv)
     config = load_config(TargetsConfig, path, overrides)
     experts = build_experts(config)
-    prepare_synth(config, process_state(config.device))
-    try:
-        source = open_source(config.source)
-    except (CoatError, ValueError, FileNotFoundError) as err:
-        raise ConfigError(f"source: {err}") from err
+    with process_state(config.device).main_process_first():  # the main process writes synthetic data first
+        try:
+            source = open_data(config.data, config.cache_dir)
+        except (CoatError, ValueError, FileNotFoundError) as err:
+            raise ConfigError(str(err)) from err
     if len(source) == 0:
-        raise ConfigError(f"source: {source.description} has no examples (no audio files or rows)")
+        raise ConfigError(f"data: {source.description} has no examples (no audio files or rows)")
     compute_targets(source, experts, config.cache_dir, device=config.device, batch_seconds=config.batch_seconds,
                     max_batch_size=config.max_batch_size, checks=config.checks, res_type=config.resample,
                     num_workers=config.num_workers, progress=config.progress)

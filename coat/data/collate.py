@@ -1,7 +1,7 @@
 """From (audio, question, answer) examples to model inputs: the family's processor and chat template, labels
 on the answer only, and each example's cached expert targets.
 
-    dataset = QADataset(source, sampling_rate=16000, caches=[pitch_cache, logmel_cache])
+    dataset = QADataset(source, DataConfig(...), sampling_rate=16000, caches=[pitch_cache, logmel_cache])
     collator = CoATCollator(processor)
     batch = collator([dataset[0], dataset[1]])   # input_ids, attention_mask, input_features, ..., labels,
                                                   # expert_targets (target name -> one array per example)
@@ -11,37 +11,29 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from coat.data.prompts import format_answer, format_question, prompt_text, user_messages
+from coat.data.config import DataConfig
+from coat.data.prompts import prompt_text, user_messages
 from coat.targets import cut_targets, prepare_active_targets
 from coat.thinking import IGNORE_INDEX
 
 
-@dataclass
-class QAColumns:
-    """Which metadata fields hold the question, the choices (optional) and the answer."""
-
-    question: str = "question"
-    choices: str | None = "choices"
-    answer: str = "answer"
-    answer_format: str = "text"
-
-
 class QADataset(torch.utils.data.Dataset):
-    """Examples of an :class:`~coat.data.sources.AudioSource` as dicts ``{id, audio, prompt, answer, targets}``.
+    """Examples of an :class:`~coat.data.sources.AudioSource` as dicts ``{id, audio, prompt, answer, targets}``, their
+    fields read as the :class:`~coat.data.config.DataConfig` ``data`` says.
 
     ``caches``: :class:`~coat.experts.cache.TargetCache` objects whose targets are attached per example; every
     example must be in every cache (checked up front: the error names the missing ids).
     """
 
-    def __init__(self, source, sampling_rate: int, columns: QAColumns | None = None, caches: Sequence = ()):
-        self.source, self.sampling_rate = source, sampling_rate
-        self.columns = columns or QAColumns()
+    def __init__(self, source, data: DataConfig, sampling_rate: int, caches: Sequence = ()):
+        self.source, self.data, self.sampling_rate = source, data, sampling_rate
         self.caches = list(caches)
+        if data.answer_column is None:
+            raise ValueError("training needs answers: data.answer_column is null")
         ids = source.ids()
         for cache in self.caches:
             cache.require(ids)
@@ -49,29 +41,21 @@ class QADataset(torch.utils.data.Dataset):
             meta = source.metadata(i)
             if meta.get("path") and not Path(meta["path"]).is_file():
                 raise FileNotFoundError(f"example {id_!r}: audio file {meta['path']!r} does not exist")
-            for name in (self.columns.question, self.columns.answer):
+            for name in (data.question_column, data.answer_column):
                 if meta.get(name) in (None, ""):
                     raise ValueError(f"example {id_!r} has no {name!r} field; fields: {sorted(meta)}")
-            choices = meta.get(self.columns.choices) if self.columns.choices else None
-            format_answer(str(meta[self.columns.answer]), choices, self.columns.answer_format)
+            data.texts(meta)  # an answer that is not among its choices fails here
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> dict:
         example = self.source.load(i, self.sampling_rate)
-        meta = example.metadata
-        choices = meta.get(self.columns.choices) if self.columns.choices else None
+        prompt, answer = self.data.texts(example.metadata)
         targets = {}
         for cache in self.caches:
             targets.update(cache[example.id])
-        return {
-            "id": example.id,
-            "audio": example.audio,
-            "prompt": format_question(str(meta[self.columns.question]), choices),
-            "answer": format_answer(str(meta[self.columns.answer]), choices, self.columns.answer_format),
-            "targets": targets,
-        }
+        return {"id": example.id, "audio": example.audio, "prompt": prompt, "answer": answer, "targets": targets}
 
 
 def audio_window(processor) -> int | None:
