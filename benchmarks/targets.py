@@ -78,7 +78,7 @@ def _best_time(fn, repeats: int, device: torch.device) -> float:
 
 def bench_expert(name: str, params: dict[str, Any], config: BenchTargetsConfig) -> dict[str, Any]:
     from coat.experts import build_expert
-    from coat.experts.cache import length_batches, pad_batch
+    from coat.experts.compute import length_batches, pad_batch
 
     device = torch.device(config.device)
     expert = build_expert(name, **params).to(device)

@@ -57,6 +57,7 @@ from torch import nn
 from coat.config import CoATConfig
 from coat.config_io import ConfigError, to_dict
 from coat.data.config import DataConfig
+from coat.experts.config import TargetsConfig
 from coat.files import write_atomic
 from coat.loading import ModelConfig
 
@@ -96,7 +97,8 @@ class ProbeTask:
 
     name: str = field(default="", metadata={"help": "attribute name, e.g. pitch_class"})
     metadata: str | None = field(default=None, metadata={"help": "metadata column of the data holding the label"})
-    cache: str | None = field(default=None, metadata={"help": "expert whose target cache (in cache_dir) holds it"})
+    cache: str | None = field(default=None, metadata={
+        "help": "expert whose target cache (in targets.cache_dir) holds it"})
     target: str | None = field(default=None, metadata={"help": "target name in that cache; null: its first"})
     transform: str = field(default="auto", metadata={"help": f"one of {TRANSFORMS}; auto: semitone for *_hz "
                                                              "columns and pitch targets, class / argmax otherwise"})
@@ -141,8 +143,9 @@ class AnalyzeConfig:
     prompt: str = field(default="Describe the audio.", metadata={"help": "the text of an example without a question"})
     probes: list[ProbeTask] = field(default_factory=list, metadata={"help": "probe tasks and their label sources"})
     probe_training: ProbeTraining = field(default_factory=ProbeTraining, metadata={"help": "probe settings"})
-    cache_dir: str = field(default="runs/targets", metadata={
-        "help": "root of the target caches (cache: probes) and of synthetic data without a source.path"})
+    targets: TargetsConfig = field(default_factory=TargetsConfig, metadata={
+        "help": "the target caches (the section of coat train and coat targets): cache_dir holds the caches of "
+                "cache: probes, and synthetic data without a source.path"})
     generate_tokens: int = field(default=8, metadata={"help": "answer tokens generated where there is no answer"})
     max_examples: int | None = field(default=None, metadata={"help": "analyse only the first N examples"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1..."})
@@ -345,7 +348,7 @@ def open_examples(config: AnalyzeConfig):
     from coat.data.sources import SubsetSource
 
     try:
-        source = open_data(config.data, config.cache_dir)
+        source = open_data(config.data, config.targets.cache_dir)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
     if config.max_examples is not None and config.max_examples < len(source):
@@ -477,13 +480,14 @@ def run_analysis(config: AnalyzeConfig) -> dict[str, Any]:
     source = open_examples(config)
     ids = source.ids()
     metadata = [source.metadata(i) for i in range(len(source))]
-    labels = {t.name: resolve_labels(t, ids, metadata, config.cache_dir) for t in config.probes}  # fail early
+    cache_dir = config.targets.cache_dir
+    labels = {t.name: resolve_labels(t, ids, metadata, cache_dir) for t in config.probes}  # errors before the model
 
     base, processor = load_model_and_processor(config.model)
     window = audio_window(processor)
     if window is not None:  # cached labels describe the audio the model receives (a long clip is cut to it)
         heard = window / processor.feature_extractor.sampling_rate
-        labels.update({t.name: resolve_labels(t, ids, metadata, config.cache_dir, heard)
+        labels.update({t.name: resolve_labels(t, ids, metadata, cache_dir, heard)
                        for t in config.probes if t.cache is not None})
     base = base.to(config.device).eval()
     adapter = get_adapter(base)

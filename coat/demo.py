@@ -333,8 +333,9 @@ def pretrained_model(config: DemoConfig, log=print) -> Path:
 # ------------------------------------------------------------------------------------------------- variants
 def train_config(config: DemoConfig, variant: str, model_dir: Path, seed: int, output_dir: Path):
     """The :class:`~coat.training.TrainConfig` of one variant: same data, steps, learning rate and seed."""
+    from coat.experts.config import TargetsConfig
     from coat.loading import ModelConfig
-    from coat.training import StageConfig, TargetCacheConfig, TrainConfig, TrainingSettings
+    from coat.training import StageConfig, TrainConfig, TrainingSettings
 
     t = config.training
     k = 0 if variant == "no_thinking" else config.num_thinking
@@ -352,7 +353,7 @@ def train_config(config: DemoConfig, variant: str, model_dir: Path, seed: int, o
         coat=CoATConfig(num_thinking=k, thinking_layer=config.thinking_layer),
         heads=config.heads,
         experts=copy.deepcopy(config.experts) if variant == "coat" else [],
-        targets=TargetCacheConfig(cache_dir=str(Path(config.cache_dir) / "targets"), compute=True),
+        targets=TargetsConfig(cache_dir=str(Path(config.cache_dir) / "targets"), compute=True),
         data=data,
         lora=config.lora,
         stages=stages,
@@ -369,11 +370,12 @@ def expert_targets(coat_config, log=print) -> None:
     loader seeds), so a run that extracts would initialise its thinking table and heads differently from a
     run that finds the cache, and two runs of the same command would differ.
     """
-    from coat.training import build_experts, target_caches, training_source
+    from coat.experts.config import load_experts, target_caches
+    from coat.training import training_source
 
     start = time.time()
-    experts = build_experts(coat_config)
-    target_caches(coat_config, training_source(coat_config), experts)
+    experts = load_experts(coat_config.targets, coat_config.experts)
+    target_caches(coat_config.targets, training_source(coat_config), experts)
     log(f"expert targets ({', '.join(e.name for e in experts)}) ready in {time.time() - start:.0f} s")
 
 

@@ -30,28 +30,14 @@ import yaml
 from coat.config import CoATConfig
 from coat.data.collate import CoATCollator, QADataset
 from coat.data.config import DataConfig, open_data
-from coat.errors import SourceNotFoundError
 from coat.experts.base import ExpertConfig
-from coat.experts.cache import AudioChecks
+from coat.experts.config import TargetsConfig, load_experts, target_caches
 from coat.files import write_atomic
 from coat.heads import HeadConfig
 from coat.loading import ModelConfig
 
 TRAINABLE_PARTS = ("thinking", "heads", "lora")
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a stage's folder stays inside output_dir
-
-
-@dataclass
-class TargetCacheConfig:
-    """Where training finds the expert targets, and whether it computes missing ones first."""
-
-    cache_dir: str = field(default="runs/targets", metadata={"help": "root of the expert target caches"})
-    compute: bool = field(default=False, metadata={"help": "compute missing caches before training (resumable)"})
-    device: str | None = field(default=None, metadata={"help": "where experts run (default: accelerate's)"})
-    batch_seconds: float = field(default=60.0, metadata={"help": "padded audio seconds per extraction batch"})
-    checks: AudioChecks = field(default_factory=AudioChecks, metadata={
-        "help": "what counts as bad audio (as in `coat targets`): reported in <output_dir>/bad_audio.jsonl and left "
-                "out of training"})
 
 
 @dataclass
@@ -127,7 +113,8 @@ class TrainConfig:
     coat: CoATConfig = field(default_factory=CoATConfig, metadata={"help": "the thinking block"})
     heads: HeadConfig = field(default_factory=HeadConfig, metadata={"help": "the expert heads (one per target)"})
     experts: list[ExpertConfig] = field(default_factory=list, metadata={"help": "names or {name, params, weight}"})
-    targets: TargetCacheConfig = field(default_factory=TargetCacheConfig, metadata={"help": "the target caches"})
+    targets: TargetsConfig = field(default_factory=TargetsConfig, metadata={
+        "help": "the target caches (the same section as coat targets: the two compute and open the same caches)"})
     data: DataConfig | None = field(default=None, metadata={"help": "the training examples (required)"})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings"})
     stages: list[StageConfig] = field(default_factory=_default_stages, metadata={
@@ -153,42 +140,14 @@ def training_source(config: TrainConfig):
     return open_data(config.data, config.targets.cache_dir)
 
 
-def build_experts(config: TrainConfig):
-    from coat.experts import build_experts as build
-
-    return build(config.experts)
-
-
-def target_caches(config: TrainConfig, source, experts):
-    """Open (after computing them, when ``targets.compute``) the target cache of every expert."""
-    from coat.experts.cache import TargetCache, audio_fingerprint, compute_targets
-
-    if config.targets.compute and experts:
-        compute_targets(source, experts, config.targets.cache_dir, device=config.targets.device,
-                        batch_seconds=config.targets.batch_seconds, checks=config.targets.checks)
-    caches = []
-    audio_fp = audio_fingerprint(source) if experts else None  # once, not once per expert
-    # just computed or checked byte for byte when targets.compute is set; else checked in full here, once per run
-    verify = "size" if config.targets.compute else "full"
-    for expert in experts:
-        try:
-            caches.append(TargetCache.open(config.targets.cache_dir, expert=expert, source=source,
-                                           audio_fp=audio_fp, verify=verify))
-        except (FileNotFoundError, KeyError, ValueError) as err:
-            advice = "" if config.targets.compute else ". Run `coat targets` first or set targets.compute=true"
-            raise SourceNotFoundError(
-                f"no target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "
-                f"({err}){advice}") from err
-    return caches
-
-
 def bad_audio(config: TrainConfig, source, caches, state) -> list[dict[str, str]]:
     """The examples whose audio fails ``targets.checks`` (the checks of ``coat targets``): ``[{id, reason, detail}]``.
 
     With experts, the target caches already checked every example and report the bad ones. Without (the pause and
     no-thinking baselines), each example is decoded and checked once, before training; the result is kept in
     ``<output_dir>/audio_checks.json`` for this audio and these checks, so a resumed run does not decode again."""
-    from coat.experts.cache import audio_fingerprint, decode_and_check
+    from coat.data.checks import decode_and_check
+    from coat.experts.cache import audio_fingerprint
 
     ids = source.ids()
     if caches:
@@ -450,8 +409,8 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
             create_tiny_model(config.model.name_or_path, config.model.seed)
     if len(source) == 0:
         raise TrainingDataError(f"the training data ({source.description}) has no examples")
-    experts = build_experts(config)
-    caches = target_caches(config, source, experts)
+    experts = load_experts(config.targets, config.experts)
+    caches = target_caches(config.targets, source, experts)
     source = leave_out_bad_audio(config, source, bad_audio(config, source, caches, state), state)
     set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
     model, processor = build_model(config, experts)

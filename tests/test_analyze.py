@@ -141,7 +141,7 @@ def test_missing_label_source_is_a_clear_error_before_any_model_runs(tmp_path):
     with pytest.raises(ConfigError, match="probe 'mood'.*'emotion_label'"):
         run_analysis(config)
     config = load_config(AnalyzeConfig, CONFIG, common + ["probes=[{name: emotion, cache: emotion}]",
-                                                         f"cache_dir={tmp_path / 'no-cache'}"])
+                                                         f"targets.cache_dir={tmp_path / 'no-cache'}"])
     with pytest.raises(ConfigError, match="probe 'emotion'.*cache 'emotion' not found"):
         run_analysis(config)
     assert not never.exists()  # labels are resolved before the model is loaded
@@ -149,8 +149,7 @@ def test_missing_label_source_is_a_clear_error_before_any_model_runs(tmp_path):
 
 def test_pitch_class_labels_from_a_real_crepe_cache_match_the_synth_f0(tmp_path):
     from coat.data.sources import ExampleListSource
-    from coat.experts import build_expert
-    from coat.experts.cache import compute_targets
+    from coat.experts import build_expert, compute_targets
 
     examples = generate_split(SynthConfig(train_size=0, validation_size=0, test_size=4, categories=("note",)), "test")
     source = ExampleListSource(examples)
@@ -166,8 +165,7 @@ def test_pitch_class_labels_from_a_real_crepe_cache_match_the_synth_f0(tmp_path)
 def test_cached_labels_of_a_long_clip_describe_the_audio_the_model_receives(tmp_path):
     """2 s of A4 then 4 s of C5: over the whole clip the pitch class is C; the model (window 2 s) hears only A."""
     from coat.data.sources import ExampleListSource
-    from coat.experts import build_expert
-    from coat.experts.cache import compute_targets
+    from coat.experts import build_expert, compute_targets
 
     t = np.arange(6 * 16000) / 16000
     audio = (0.5 * np.sin(2 * np.pi * np.where(t < 2, 440.0, 523.25) * t)).astype(np.float32)

@@ -55,12 +55,12 @@ def _command_configs():
     from benchmarks.targets import BenchTargetsConfig
     from coat.ablation import AblationConfig
     from coat.analysis import AnalyzeConfig
-    from coat.cli.targets import TargetsConfig
     from coat.demo import DemoConfig
     from coat.evaluation import EvalConfig
+    from coat.extraction import ExtractConfig
     from coat.training import TrainConfig
 
-    return [TrainConfig, EvalConfig, AblationConfig, AnalyzeConfig, TargetsConfig, DemoConfig, BenchTargetsConfig]
+    return [TrainConfig, EvalConfig, AblationConfig, AnalyzeConfig, ExtractConfig, DemoConfig, BenchTargetsConfig]
 
 
 def test_every_config_key_of_every_command_has_help():

@@ -143,6 +143,60 @@ def test_a_cache_missing_examples_is_an_error_naming_them(tiny_run, tmp_path):
 
 ONE_STAGE = "stages=[{name: joint, train: [thinking, lora], max_steps: 2, learning_rate: 0.01}]"
 
+# A custom expert in a module of its own, registered when `targets.imports` names the module.
+PEAK_EXPERT = '''
+import numpy as np
+from coat.experts import Expert, TargetSpec, register_expert
+
+
+class PeakExpert(Expert):
+    name = "peak"
+
+    def specs(self):
+        return (TargetSpec("peak", self.sample_rate, 50.0, 1, "regression"),)
+
+    def params(self):
+        return {}
+
+    def compute(self, waveforms, lengths):
+        spec = self.specs()[0]
+        out = []
+        for wave, n in zip(waveforms.abs().cpu().numpy(), lengths.tolist()):
+            frames = spec.num_frames(int(n))
+            hop = -(-int(n) // frames)
+            out.append({"peak": np.array([[wave[i * hop:(i + 1) * hop].max(initial=0.0)] for i in range(frames)],
+                                         np.float32)})
+        return out
+
+
+register_expert("peak", PeakExpert)
+'''
+
+
+def test_a_custom_expert_from_imports_trains_and_coat_targets_computes_the_cache_train_opens(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """`targets.imports` registers a custom expert for `coat train` as for `coat targets`; the two commands, given the
+    same targets section (here non-default checks), compute and open the same cache: one folder, computed once."""
+    from coat.cli import main
+
+    (tmp_path / "peak_expert.py").write_text(PEAK_EXPERT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manifest = _manifest(tmp_path, n=4)
+    sections = [f"data.source.path={manifest}", "experts=[peak]", "targets.imports=[peak_expert]",
+                f"targets.cache_dir={tmp_path}/targets", "targets.checks.min_seconds=0.5"]
+    assert main(["targets", *sections, "progress=false"]) == 0
+    config = _config(tmp_path, "data.synth=null", *sections, "targets.compute=false",
+                     "stages=[{name: joint, train: [thinking, heads], max_steps: 2, learning_rate: 0.01}]",
+                     "training.logging_steps=1")
+    result = run_training(config)
+    assert _curve(result["log_history"], "loss_peak")
+    assert [p.name.split("-")[0] for p in (tmp_path / "targets").glob("peak-*")] == ["peak"]  # one cache for both
+    capsys.readouterr()  # computing again finds it finished: nothing is computed twice
+    run_training(_config(tmp_path, "data.synth=null", *sections, "targets.compute=true", ONE_STAGE,
+                         f"training.output_dir={tmp_path}/again"))
+    assert "(reused, nothing computed)" in capsys.readouterr().out
+    assert len(list((tmp_path / "targets").glob("peak-*"))) == 1
+
 
 def _manifest(tmp_path, n=6, **replace):
     """A JSONL manifest of ``n`` synthetic examples; ``replace``: index -> (id, audio) written as a float wav."""
@@ -299,21 +353,22 @@ def test_config_typo_is_an_error_naming_the_key(tmp_path):
 def test_a_damaged_target_cache_is_computed_again_by_a_run_that_computes_targets(tmp_path, capsys):
     import shutil
 
-    from coat.training import build_experts, target_caches, training_source
+    from coat.experts.config import load_experts, target_caches
+    from coat.training import training_source
 
     manifest = _manifest(tmp_path, n=3)
     config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}",
                      "experts=[{name: reconstruction}]")
-    source, experts = training_source(config), build_experts(config)
-    (cache,) = target_caches(config, source, experts)
+    source, experts = training_source(config), load_experts(config.targets, config.experts)
+    (cache,) = target_caches(config.targets, source, experts)
     shutil.rmtree(cache.path / "data")  # deleted by hand (or a disk cleanup): never reported as reused
-    (again,) = target_caches(config, source, experts)
+    (again,) = target_caches(config.targets, source, experts)
     assert "is damaged (data/ is missing); computing it again" in capsys.readouterr().out
     assert again.ids() == source.ids()
     shutil.rmtree(again.path / "data")
     config.targets.compute = False
-    with pytest.raises(FileNotFoundError, match=r"is damaged: data/ is missing.*Run `coat targets` first"):
-        target_caches(config, source, experts)
+    with pytest.raises(FileNotFoundError, match=r"is damaged: data/ is missing.*Run `coat targets` with the same"):
+        target_caches(config.targets, source, experts)
 
 
 def test_the_newest_complete_checkpoint_is_chosen(load_tiny, tmp_path):

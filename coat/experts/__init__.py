@@ -22,7 +22,8 @@ from coat.experts.base import (
     build_experts,
     register_expert,
 )
-from coat.experts.cache import TargetCache, compute_targets
+from coat.experts.cache import TargetCache
+from coat.experts.compute import compute_targets
 from coat.experts.emotion import EmotionExpert
 from coat.experts.loading import ModelSourceError, load_pretrained
 from coat.experts.phonetic import PhoneticExpert
