@@ -301,9 +301,7 @@ def run_one(resolved: ResolvedAblation, run: GridRun, output_dir: Path, seed: in
          f"K={train.coat.num_thinking}, stages {info['stages']})")
 
     start = time.time()
-    result = run_training(train, callbacks=callbacks)
-    adapter = result["adapter"]
-    del result  # the trained model: the evaluation loads the base model afresh
+    adapter = run_training(train, callbacks=callbacks).adapter  # the evaluation loads the base model afresh
     train_seconds = time.time() - start
 
     start = time.time()

@@ -40,6 +40,7 @@ import math
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -206,34 +207,22 @@ def load_demo_config(path: str | os.PathLike | None = None, overrides: list[str]
 
 # ------------------------------------------------------------------------------------------------- small model
 def demo_words() -> list[str]:
-    from coat.loading import synth_words
+    from coat.data.synth import synth_words
 
     return [*synth_words(), *CAPTION_PROMPT.split()]
 
 
 def build_small_model(processor, config: SmallModelConfig):
-    """A random Qwen2-Audio of ``config``'s sizes whose vocabulary, special ids and audio window match
-    ``processor`` (what :func:`coat.zoo.model_for_processor` does for the ``tiny`` size)."""
-    import transformers as tf
+    """A random Qwen2-Audio of ``config``'s sizes (:func:`coat.zoo.model_for_processor`) whose vocabulary, special ids
+    and audio window match ``processor``; its answers end at ``<|im_end|>`` (the chat template's turn end)."""
+    from coat import zoo
 
-    tok = processor.tokenizer
-    end = tok.convert_tokens_to_ids("<|im_end|>")
-    audio = dict(model_type="qwen2_audio_encoder", d_model=config.audio_d_model, encoder_layers=config.audio_layers,
-                 encoder_attention_heads=config.audio_heads, encoder_ffn_dim=config.audio_ffn, num_mel_bins=80,
-                 max_source_positions=processor.feature_extractor.nb_max_frames // 2)
-    text = dict(model_type="qwen2", hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+    text = dict(hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
                 num_hidden_layers=config.layers, num_attention_heads=config.attention_heads,
-                num_key_value_heads=config.kv_heads, vocab_size=len(tok), max_position_embeddings=512,
-                pad_token_id=tok.pad_token_id, eos_token_id=end, bos_token_id=None, tie_word_embeddings=False)
-    model_config = tf.Qwen2AudioConfig(audio_config=audio, text_config=text,
-                                       audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
-                                       audio_eos_token_id=tok.convert_tokens_to_ids("<|audio_eos|>"))
-    torch.manual_seed(config.seed)
-    model = tf.Qwen2AudioForConditionalGeneration(model_config)
-    # answers end in <|im_end|> (the chat template's turn end): generation stops there
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = end
-    return model
+                num_key_value_heads=config.kv_heads, max_position_embeddings=512)
+    audio = dict(d_model=config.audio_d_model, encoder_layers=config.audio_layers,
+                 encoder_attention_heads=config.audio_heads, encoder_ffn_dim=config.audio_ffn)
+    return zoo.model_for_processor(processor, seed=config.seed, text=text, audio=audio, answer_end="<|im_end|>")
 
 
 def _caption(text: str, vocab) -> str:
@@ -261,11 +250,10 @@ def event_caption(example: dict) -> str:
     return example["caption"]
 
 
-def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list[float]:
-    """Full fine-tuning on audio -> caption (every weight trains). Returns the loss curve (per step)."""
-    from transformers import get_cosine_schedule_with_warmup
-
-    from coat.data.collate import CoATCollator
+def caption_examples(processor, config: DemoConfig) -> list[dict]:
+    """The pre-training examples: each clip of its own seed with its caption (a detailed one for
+    ``pretrain.detailed_fraction`` of them, :func:`event_caption`'s for the rest), and with ``text_captions`` the
+    detailed caption of each of the rest as a text-only example (``audio`` None)."""
     from coat.data.synth import generate_split
 
     p = config.pretrain
@@ -279,31 +267,47 @@ def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list
                          "answer": _caption(ex["caption"] if detailed[i] else event_caption(ex), vocab)})
         if p.text_captions and not detailed[i]:
             examples.append({"audio": None, "prompt": CAPTION_PROMPT, "answer": _caption(ex["caption"], vocab)})
-    collate = CoATCollator(processor)
-    model.train()
+    return examples
+
+
+def drawn_in_order(examples: list[dict], batch_size: int, steps: int, seed: int) -> list[dict]:
+    """``steps`` batches of ``examples``, one after the other: epochs of a seeded shuffle, a batch taking what is
+    left of one epoch and the start of the next."""
+    g = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    drawn = []
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order += torch.randperm(len(examples), generator=g).tolist()
+        drawn += [examples[i] for i in order[:batch_size]]
+        order = order[batch_size:]
+    return drawn
+
+
+def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list[float]:
+    """Full fine-tuning on audio -> caption (every weight trains), on the CPU, with the training recipe's
+    :class:`~coat.training.CoATTrainer`: AdamW and a cosine schedule with warm-up, the batches drawn in order, and
+    text-only examples collated apart from those with audio (:class:`~coat.data.collate.PartsCollator`). Returns
+    the loss curve (per step)."""
+    from transformers import TrainingArguments, get_cosine_schedule_with_warmup
+
+    from coat.data.collate import CoATCollator, PartsCollator
+    from coat.training import stage_trainer
+
+    p = config.pretrain
+    drawn = drawn_in_order(caption_examples(processor, config), p.batch_size, p.steps, p.data_seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, p.warmup_steps, p.steps)
-    g = torch.Generator().manual_seed(p.data_seed)
-    order: list[int] = []
-    losses = []
-    for step in range(p.steps):
-        if len(order) < p.batch_size:
-            order += torch.randperm(len(examples), generator=g).tolist()
-        chosen = [examples[i] for i in order[:p.batch_size]]
-        order = order[p.batch_size:]
-        # text-only examples (text_captions) go in their own batch; the loss is the per-example weighted mean
-        parts = [[ex for ex in chosen if ex["audio"] is not None], [ex for ex in chosen if ex["audio"] is None]]
-        loss = sum(model(**collate(part)).loss * len(part) for part in parts if part) / len(chosen)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-        if step % 50 == 0 or step == p.steps - 1:
-            log(f"  pre-training step {step + 1}/{p.steps}: caption loss {losses[-1]:.3f}")
+    with tempfile.TemporaryDirectory() as scratch:  # the Trainer's output folder: nothing is saved there
+        args = TrainingArguments(output_dir=scratch, per_device_train_batch_size=p.batch_size, max_steps=p.steps,
+                                 train_sampling_strategy="sequential", max_grad_norm=1.0, logging_steps=50,
+                                 save_strategy="no", report_to=[], remove_unused_columns=False, disable_tqdm=True,
+                                 use_cpu=True, seed=p.data_seed)
+        trainer = stage_trainer(model, args, drawn, PartsCollator(CoATCollator(processor)), "pretrain",
+                                progress=False, optimizers=(optimizer, schedule))
+        trainer.train()
     model.eval()
-    return losses
+    return trainer.losses
 
 
 def pretrained_model(config: DemoConfig, log=print) -> Path:
@@ -446,8 +450,7 @@ def _run_demo(config: DemoConfig, log, quick: bool) -> dict:
         for variant in VARIANTS:
             t0 = time.time()
             result = run_training(train_config(config, variant, model_dir, seed, seed_dir / variant))
-            del result["model"], result["dataset"]
-            adapters[variant] = Path(result["adapter"])
+            adapters[variant] = Path(result.adapter)
             seconds[variant] = time.time() - t0
             log(f"seed {seed}: trained {variant} in {seconds[variant]:.0f} s")
         t0 = time.time()

@@ -1,8 +1,10 @@
 """The distillation training recipe behind ``coat train`` (docs/design.md, decisions 5 and 6).
 
-One readable file: ``setup`` (data, expert targets, model with thinking table, heads and LoRA), ``train``
-(a schedule of stages, each a ``transformers.Trainer`` run over the parameters it names) and checkpoints
-(the CoAT adapter only: thinking table, heads, LoRA). The text loss and each expert loss are logged.
+One readable file, in the order it runs: the config dataclasses; :class:`TrainingRecipe` with its three steps,
+``setup`` (data, expert targets, model with thinking table, heads and LoRA), ``train`` (a schedule of stages, each
+a :class:`CoATTrainer` run over the parameters it names) and ``save`` (the CoAT adapter only: thinking table,
+heads, LoRA); :func:`run_training` runs them and returns a :class:`TrainResult`. The text loss and each expert loss
+are logged. The demo's pre-training runs on the same :class:`CoATTrainer`.
 
     coat train configs/tiny.yaml training.output_dir=runs/tiny
     accelerate launch -m coat train configs/qwen2_audio.yaml
@@ -26,6 +28,8 @@ from pathlib import Path
 
 import torch
 import yaml
+from accelerate import PartialState
+from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
 from coat.config import CoATConfig
 from coat.data.collate import CoATCollator, QADataset
@@ -34,7 +38,11 @@ from coat.experts.base import ExpertConfig
 from coat.experts.config import TargetsConfig, load_experts, target_caches
 from coat.files import write_atomic
 from coat.heads import HeadConfig
-from coat.loading import ModelConfig
+from coat.loading import ModelConfig, load_model_and_processor
+from coat.model import wrap
+from coat.model_io import adapter_missing_parts
+from coat.progress import trainer_progress_callback
+from coat.zoo import create_tiny_model
 
 TRAINABLE_PARTS = ("thinking", "heads", "lora")
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a stage's folder stays inside output_dir
@@ -212,11 +220,8 @@ def loss_weights(config: TrainConfig, experts) -> dict[str, float]:
 
 def build_model(config: TrainConfig, experts):
     """(CoATModel with heads and LoRA, processor)."""
-    import coat
-    from coat.loading import load_model_and_processor
-
     base, processor = load_model_and_processor(config.model)
-    model = coat.wrap(base, config.coat)
+    model = wrap(base, config.coat)
     specs = [spec for expert in experts for spec in expert.specs()]
     if specs:
         model.add_heads(specs, config.heads, loss_weights(config, experts))
@@ -238,8 +243,6 @@ def checkpoint_problem(path: Path) -> str | None:
     Complete means: ``trainer_state.json`` is there and parses (the Trainer writes it last, after the adapter, the
     optimizer, scheduler and RNG states, whatever their layout: DDP, FSDP or DeepSpeed), no file is empty, and the
     adapter has every part its config names."""
-    from coat.model_io import adapter_missing_parts
-
     if not (path / "trainer_state.json").is_file():
         return "trainer_state.json missing"
     empty = sorted(f.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file() and f.stat().st_size == 0)
@@ -285,8 +288,6 @@ def _resume_point(stage_dir: Path, state) -> str | None:
 
 def stage_done(stage_dir: Path) -> bool:
     """A stage is done when its adapter is complete (every part its config names) and its log is readable."""
-    from coat.model_io import adapter_missing_parts
-
     adapter = stage_dir / "adapter"
     if not adapter.is_dir() or adapter_missing_parts(adapter):
         return False
@@ -316,64 +317,80 @@ class _WithIds:
         return {**self.collator(examples), "example_ids": [ex.get("id") for ex in examples]}
 
 
-def _trainer_class():
-    from transformers import Trainer
+class CoATTrainer(Trainer):
+    """The Trainer of every CoAT run: logs the text loss and each expert loss, stops at a non-finite loss naming the
+    batch's examples, and checkpoints only the CoAT adapter (``_save`` / ``_load_from_checkpoint``).
 
-    class CoATTrainer(Trainer):
-        """Trainer that logs the text loss and each expert loss, and checkpoints only the CoAT adapter."""
+    A batch may come in ``parts`` (``{"parts": [batch, ...]}``, :class:`coat.data.collate.PartsCollator`): examples
+    that cannot share one processor call (text-only next to audio); its loss is the example-weighted mean of the
+    parts' losses. ``losses`` keeps the loss of every training batch (the demo's pre-training stores its curve)."""
 
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.model_accepts_loss_kwargs = False  # losses are batch means; the Trainer scales for accumulation
-            self._sums: dict[str, list] = {}
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False  # losses are batch means; the Trainer scales for accumulation
+        self._sums: dict[str, list] = {}
+        self.losses: list[float] = []
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            ids = inputs.pop("example_ids", None)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        ids = inputs.pop("example_ids", None)
+        if "parts" in inputs:
+            parts = inputs["parts"]
+            loss = sum(model(**part)["loss"] * len(part["input_ids"]) for part in parts) / sum(
+                len(part["input_ids"]) for part in parts)
+            outputs = {"loss": loss}
+        else:
             outputs = model(**inputs)
             loss = outputs["loss"]
-            if model.training:
-                parts = {"text_loss": outputs.get("text_loss", loss)}
-                parts.update({f"loss_{k}": v for k, v in (outputs.get("expert_losses") or {}).items()})
-                if not bool(torch.isfinite(loss.detach()).all()):
-                    raise NonFiniteLossError(self._non_finite_message(loss, parts, ids))
-                for key, value in parts.items():
-                    if value is not None:
-                        total = self._sums.setdefault(key, [0.0, 0])
-                        total[0] += float(value.detach())
-                        total[1] += 1
-            return (loss, outputs) if return_outputs else loss
+        if model.training:
+            named = {"text_loss": outputs.get("text_loss", loss)}
+            named.update({f"loss_{k}": v for k, v in (outputs.get("expert_losses") or {}).items()})
+            if not bool(torch.isfinite(loss.detach()).all()):
+                raise NonFiniteLossError(self._non_finite_message(loss, named, ids))
+            for key, value in named.items():
+                if value is not None:
+                    total = self._sums.setdefault(key, [0.0, 0])
+                    total[0] += float(value.detach())
+                    total[1] += 1
+            self.losses.append(float(loss.detach()))
+        return (loss, outputs) if return_outputs else loss
 
-        def _non_finite_message(self, loss, parts, ids) -> str:
-            which = [k for k, v in parts.items() if v is not None and not bool(torch.isfinite(v.detach()).all())]
-            stage = Path(self.args.output_dir).name
-            return (f"{stage}: the loss is {float(loss.detach())} at step {self.state.global_step + 1} (non-finite: "
-                    f"{', '.join(which) or 'loss'}) on the batch of examples {list(ids or [])}. Training stopped "
-                    "before this step changed any weight; nothing was saved from it. Check these examples' audio and "
-                    "targets for NaN/inf, or lower the learning rate if the loss diverged")
+    def _non_finite_message(self, loss, parts, ids) -> str:
+        which = [k for k, v in parts.items() if v is not None and not bool(torch.isfinite(v.detach()).all())]
+        stage = Path(self.args.output_dir).name
+        return (f"{stage}: the loss is {float(loss.detach())} at step {self.state.global_step + 1} (non-finite: "
+                f"{', '.join(which) or 'loss'}) on the batch of examples {list(ids or [])}. Training stopped "
+                "before this step changed any weight; nothing was saved from it. Check these examples' audio and "
+                "targets for NaN/inf, or lower the learning rate if the loss diverged")
 
-        def log(self, logs, start_time=None):
-            if "loss" in logs and self._sums:
-                keys = sorted(self._sums)
-                means = torch.tensor([self._sums[k][0] / max(self._sums[k][1], 1) for k in keys],
-                                     device=self.args.device)
-                means = self.accelerator.reduce(means, reduction="mean")
-                logs.update({k: round(float(v), 6) for k, v in zip(keys, means)})
-                self._sums = {}
-            super().log(logs, start_time)
+    def log(self, logs, start_time=None):
+        if "loss" in logs and self._sums:
+            keys = sorted(self._sums)
+            means = torch.tensor([self._sums[k][0] / max(self._sums[k][1], 1) for k in keys],
+                                 device=self.args.device)
+            means = self.accelerator.reduce(means, reduction="mean")
+            logs.update({k: round(float(v), 6) for k, v in zip(keys, means)})
+            self._sums = {}
+        super().log(logs, start_time)
 
-        def _save(self, output_dir=None, state_dict=None):
-            output_dir = output_dir or self.args.output_dir
-            self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+    def _save(self, output_dir=None, state_dict=None):
+        output_dir = output_dir or self.args.output_dir
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
 
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            self.accelerator.unwrap_model(model or self.model).load_adapter_weights(resume_from_checkpoint)
-
-    return CoATTrainer
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        self.accelerator.unwrap_model(model or self.model).load_adapter_weights(resume_from_checkpoint)
 
 
-def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path):
-    from transformers import TrainingArguments
+def stage_trainer(model, args, dataset, collator, name: str, progress: bool = True, callbacks=None,
+                  optimizers=(None, None)) -> CoATTrainer:
+    """A :class:`CoATTrainer` for one stage, its progress named after it (coat/progress.py), not the Trainer's."""
+    trainer = CoATTrainer(model=model, args=args, train_dataset=dataset, data_collator=_WithIds(collator),
+                          callbacks=callbacks, optimizers=optimizers)
+    trainer.remove_callback(PrinterCallback)  # prints log dicts with numbers as quoted strings
+    trainer.add_callback(trainer_progress_callback(name, enabled=progress))
+    return trainer
 
+
+def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path) -> TrainingArguments:
     t = config.training
     return TrainingArguments(
         output_dir=str(output_dir), seed=t.seed, data_seed=t.seed, per_device_train_batch_size=t.per_device_batch_size,
@@ -384,67 +401,96 @@ def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path):
         save_total_limit=t.save_total_limit, dataloader_num_workers=t.dataloader_num_workers,
         report_to=t.report_to, remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
         ddp_find_unused_parameters=True, use_cpu=not torch.cuda.is_available(), save_only_model=False,
-        disable_tqdm=True,  # run_training's own callback shows progress, named after the stage (coat/progress.py)
+        disable_tqdm=True,  # stage_trainer's own callback shows progress, named after the stage (coat/progress.py)
     )
 
 
-def run_training(config: TrainConfig, callbacks=None) -> dict:
-    """Run every stage (resuming a stopped run) and save the final adapter. Returns a summary dict."""
-    from accelerate import PartialState
-    from transformers import PrinterCallback, set_seed
+# ----------------------------------------------------------------------------------------------------- recipe
+@dataclass
+class TrainResult:
+    """What a training run leaves behind: its folder, the final adapter, the stages it trained, its log."""
 
-    from coat.progress import trainer_progress_callback
+    output_dir: str
+    adapter: str
+    trained_stages: list[str]
+    log_history: list[dict]
 
-    out = Path(config.training.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    set_seed(config.training.seed)
-    # One process (per node) writes shared files first: the synthetic data and a created tiny model. A CPU-only
-    # host needs cpu=True for accelerate to form a multi-process (gloo) group.
-    state = PartialState(cpu=not torch.cuda.is_available())
-    with state.main_process_first():
-        source = training_source(config)
-        if config.model.create_tiny:
-            from coat.loading import create_tiny_model
 
-            create_tiny_model(config.model.name_or_path, config.model.seed)
-    if len(source) == 0:
-        raise TrainingDataError(f"the training data ({source.description}) has no examples")
-    experts = load_experts(config.targets, config.experts)
-    caches = target_caches(config.targets, source, experts)
-    source = leave_out_bad_audio(config, source, bad_audio(config, source, caches, state), state)
-    set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
-    model, processor = build_model(config, experts)
-    sampling_rate = processor.feature_extractor.sampling_rate
-    dataset = QADataset(source, config.data, sampling_rate, caches)
-    collator = CoATCollator(processor, sampling_rate, heads=model.heads, weights=model.expert_weights)
-    write_atomic(out / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
+class TrainingRecipe:
+    """``coat train`` in three plain steps: :meth:`setup` (data, expert targets, bad audio left out, the model with
+    its heads and LoRA), :meth:`train` (every stage of the schedule, resuming where a stopped run left off) and
+    :meth:`save` (the final adapter and log). After :meth:`setup` the run's parts are attributes: ``source``,
+    ``experts``, ``caches``, ``model``, ``processor``, ``dataset``, ``collator``."""
 
-    trainer_cls = _trainer_class()
-    history, trained = [], []
-    for index, stage in enumerate(config.stages):
-        stage_dir = out / f"stage-{index}-{stage.name}"
-        if stage_done(stage_dir):  # finished before: take its weights and go on
-            model.load_adapter_weights(stage_dir / "adapter")
-            history += json.loads((stage_dir / "log_history.json").read_text())
-            if state.is_main_process:
+    def __init__(self, config: TrainConfig, callbacks=None):
+        self.config, self.callbacks = config, callbacks
+        self.output_dir = Path(config.training.output_dir)
+        self.history: list[dict] = []
+        self.trained: list[str] = []
+
+    def setup(self) -> None:
+        config = self.config
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        set_seed(config.training.seed)
+        # One process (per node) writes shared files first: the synthetic data and a created tiny model. A CPU-only
+        # host needs cpu=True for accelerate to form a multi-process (gloo) group.
+        self.state = PartialState(cpu=not torch.cuda.is_available())
+        with self.state.main_process_first():
+            source = training_source(config)
+            if config.model.create_tiny:
+                create_tiny_model(config.model.name_or_path, config.model.seed)
+        if len(source) == 0:
+            raise TrainingDataError(f"the training data ({source.description}) has no examples")
+        self.experts = load_experts(config.targets, config.experts)
+        self.caches = target_caches(config.targets, source, self.experts)
+        self.source = leave_out_bad_audio(config, source, bad_audio(config, source, self.caches, self.state),
+                                          self.state)
+        set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
+        self.model, self.processor = build_model(config, self.experts)
+        sampling_rate = self.processor.feature_extractor.sampling_rate
+        self.dataset = QADataset(self.source, config.data, sampling_rate, self.caches)
+        self.collator = CoATCollator(self.processor, sampling_rate, heads=self.model.heads,
+                                     weights=self.model.expert_weights)
+        write_atomic(self.output_dir / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
+
+    def train(self) -> None:
+        for index, stage in enumerate(self.config.stages):
+            self.train_stage(index, stage)
+
+    def train_stage(self, index: int, stage: StageConfig) -> None:
+        """One stage: a Trainer run over the parts it names, from its last complete checkpoint if it has one; a stage
+        whose adapter is complete was finished before, and only its weights are taken."""
+        stage_dir = self.output_dir / f"stage-{index}-{stage.name}"
+        if stage_done(stage_dir):
+            self.model.load_adapter_weights(stage_dir / "adapter")
+            self.history += json.loads((stage_dir / "log_history.json").read_text())
+            if self.state.is_main_process:
                 print(f"stage {stage.name}: finished in an earlier run ({stage_dir / 'adapter'}), not trained again")
-            continue
-        trained.append(stage.name)
-        model.set_trainable(stage.train)
-        set_seed(config.training.seed + index)
-        trainer = trainer_cls(model=model, args=_training_args(config, stage, stage_dir), train_dataset=dataset,
-                              data_collator=_WithIds(collator), callbacks=callbacks)
-        trainer.remove_callback(PrinterCallback)  # prints log dicts with numbers as quoted strings
-        trainer.add_callback(trainer_progress_callback(stage.name, enabled=config.training.progress))
-        trainer.train(resume_from_checkpoint=_resume_point(stage_dir, state))
+            return
+        self.trained.append(stage.name)
+        self.model.set_trainable(stage.train)
+        set_seed(self.config.training.seed + index)
+        trainer = stage_trainer(self.model, _training_args(self.config, stage, stage_dir), self.dataset,
+                                self.collator, stage.name, self.config.training.progress, self.callbacks)
+        trainer.train(resume_from_checkpoint=_resume_point(stage_dir, self.state))
         logs = [dict(entry, stage=stage.name) for entry in trainer.state.log_history]
         if trainer.is_world_process_zero():
             write_atomic(stage_dir / "log_history.json", json.dumps(logs, indent=2))
-            model.save_pretrained(stage_dir / "adapter")
+            self.model.save_pretrained(stage_dir / "adapter")
         trainer.accelerator.wait_for_everyone()
-        history += logs
-    if state.is_main_process:
-        model.save_pretrained(out / "adapter")
-        write_atomic(out / "log_history.json", json.dumps(history, indent=2))
-    return {"output_dir": str(out), "adapter": str(out / "adapter"), "log_history": history, "model": model,
-            "processor": processor, "dataset": dataset, "collator": collator, "trained_stages": trained}
+        self.history += logs
+
+    def save(self) -> TrainResult:
+        adapter = self.output_dir / "adapter"
+        if self.state.is_main_process:
+            self.model.save_pretrained(adapter)
+            write_atomic(self.output_dir / "log_history.json", json.dumps(self.history, indent=2))
+        return TrainResult(str(self.output_dir), str(adapter), self.trained, self.history)
+
+
+def run_training(config: TrainConfig, callbacks=None) -> TrainResult:
+    """Set up, train every stage (resuming a stopped run) and save the final adapter."""
+    recipe = TrainingRecipe(config, callbacks)
+    recipe.setup()
+    recipe.train()
+    return recipe.save()

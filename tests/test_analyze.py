@@ -14,7 +14,7 @@ from coat.cli import main
 from coat.config_io import ConfigError, load_config
 from coat.data.prompts import format_question, prompt_text
 from coat.data.synth import SynthConfig, generate_split
-from coat.loading import create_tiny_model
+from coat.zoo import create_tiny_model
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "analyze_tiny.yaml"
 

@@ -41,9 +41,9 @@ def main(argv: list[str]) -> int:
             from coat.smoke import tiny_model_note
 
             print(tiny_model_note("coat train"))
-        if result["trained_stages"]:
-            print(f"trained {', '.join(result['trained_stages'])}; adapter saved to {result['adapter']}")
+        if result.trained_stages:
+            print(f"trained {', '.join(result.trained_stages)}; adapter saved to {result.adapter}")
         else:
-            print(f"nothing to train: every stage of {result['output_dir']} finished in an earlier run; the "
-                  f"adapter is {result['adapter']} (another training.output_dir starts a new run)")
+            print(f"nothing to train: every stage of {result.output_dir} finished in an earlier run; the "
+                  f"adapter is {result.adapter} (another training.output_dir starts a new run)")
     return 0

@@ -167,3 +167,17 @@ class CoATCollator:
                 targets = prepare_active_targets(targets, self.specs, self.head_config, self.weights)
             batch["expert_targets"] = targets
         return batch
+
+
+class PartsCollator:
+    """A batch that may hold examples with audio and text-only examples (``audio`` None): each kind collated on its
+    own by ``collator`` (those with audio first), as ``{"parts": [batch, ...]}``; :class:`coat.training.CoATTrainer`
+    trains on the example-weighted mean of the parts' losses. The demo's pre-training batches are such."""
+
+    def __init__(self, collator: CoATCollator):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict]) -> dict:
+        with_audio = [ex for ex in examples if ex.get("audio") is not None]
+        text_only = [ex for ex in examples if ex.get("audio") is None]
+        return {"parts": [self.collator(kind) for kind in (with_audio, text_only) if kind]}

@@ -740,3 +740,18 @@ def write_manifest(
             f.write(json.dumps(row) + "\n")
     os.replace(tmp_manifest, manifest)
     return manifest
+
+
+def synth_words() -> list[str]:
+    """Every word of the benchmark's questions, choices, answers and captions, and of the answer formats (a fixed
+    list, in a fixed order: the vocabulary of the word-level tokenizer of the tiny test model and the demo's)."""
+    config = SynthConfig(train_size=240, validation_size=0, test_size=0)
+    words: dict[str, None] = {}
+    for example in generate_split(config, "train"):
+        for text in (example["question"], example["caption"], *example["choices"]):
+            words.update(dict.fromkeys(text.split()))
+    letters = [chr(ord("A") + i) for i in range(8)]
+    extra = [*letters, *(f"{c}." for c in letters), *(f"({c})" for c in letters), "Answer:", "answer", "Choices:",
+             "Options:", "with", "the", "letter", "of", "correct", "option", "is"]
+    words.update(dict.fromkeys(extra))
+    return list(words)
