@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from coat.config_io import load_config
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import main_of  # noqa: E402
+from coat.files import write_atomic  # noqa: E402
 
 
 @dataclass
@@ -132,31 +137,22 @@ def run(config: BenchTargetsConfig) -> dict[str, Any]:
     result = {"benchmark": "targets", "config": asdict(config), "env": env, "results": rows}
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2))
+    write_atomic(out / "results.json", json.dumps(result, indent=2))
     table = markdown_table(rows, env)
-    (out / "results.md").write_text(table)
+    write_atomic(out / "results.md", table)
     print(table)
     print(f"written to {out / 'results.json'} and {out / 'results.md'}")
     return result
 
 
-def help_text(argv=()) -> str:
-    from coat.config_help import command_help
-
-    summary = " ".join(__doc__.split("\n\n")[1].split())
-    return command_help("coat bench targets", summary, BenchTargetsConfig,
-                        usage="coat bench targets [config.yaml] [key=value ...]",
-                        examples=["coat bench targets", "coat bench targets num_clips=64 repeats=3 device=cuda"])
+def bench(config: BenchTargetsConfig) -> None:
+    """Target extraction throughput: audio seconds processed per second by each expert, batched by length (the
+    cache's own batching) next to one clip at a time, side by side in one process on the same synthesised clips.
+    Writes results.json and results.md to out_dir and prints the table."""
+    run(config)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(argv or [])
-    path, overrides = (argv[0], argv[1:]) if argv and "=" not in argv[0] else (None, argv)
-    run(load_config(BenchTargetsConfig, path, overrides))
-    return 0
-
+main = main_of("targets")
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main(sys.argv[1:]))

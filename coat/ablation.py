@@ -146,20 +146,20 @@ def _section(value: Any, what: str) -> dict[str, Any]:
     return merge(read_yaml(path), _nested(overrides))
 
 
-def load_ablation_config(path: str | os.PathLike, overrides: list[str] | None = None) -> AblationConfig:
-    """The ablation config at ``path`` with ``key=value`` overrides, checked through (train and eval sections,
-    grid, runs filter) so that a typo anywhere stops the command before anything trains."""
-    path = Path(path)
-    data = read_yaml(path)
+def load_ablation_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> AblationConfig:
+    """The ablation config at ``path`` (or only ``overrides``) with ``key=value`` overrides, checked through (train
+    and eval sections, grid, runs filter) so that a typo anywhere stops the command before anything trains."""
+    data = read_yaml(path) if path is not None else {}
     for key in ("train", "eval"):  # a bare path becomes {path}, so that `train.overrides.x=1` merges onto it
         if isinstance(data.get(key), str):
             data[key] = {"path": data[key]}
     data = merge(data, parse_overrides(overrides or []))
+    folder = Path(path).resolve().parent if path is not None else Path.cwd()
     for key in ("train", "eval"):  # relative include paths are relative to this YAML's folder
         section = data.get(key)
         if isinstance(section, dict) and isinstance(section.get("path"), str):
             if not Path(section["path"]).is_absolute():
-                section["path"] = str(path.resolve().parent / section["path"])
+                section["path"] = str(folder / section["path"])
     config = from_dict(AblationConfig, data)
     resolve(config)
     return config

@@ -81,9 +81,9 @@ def test_quick_demo_is_deterministic_and_reuses_the_pretrained_model(quick_runs)
 
 def test_demo_yaml_is_the_dataclass_defaults_and_overrides_apply():
     assert asdict(load_demo_config(ROOT / "configs" / "demo.yaml")) == asdict(DemoConfig())
-    config = load_demo_config(None, ["training.steps=3"], quick=True, seeds=2, output="x")
+    config = load_demo_config(None, ["training.steps=3", "quick=true", "seeds=2", "output_dir=x"])
     assert (config.seeds, config.output_dir, config.training.steps) == (2, "x", 3)
-    assert config.pretrain.steps == DemoConfig().quick["pretrain"]["steps"]
+    assert config.pretrain.steps == DemoConfig().quick_overrides["pretrain"]["steps"]
     with pytest.raises(ConfigError, match="trainin"):
         load_demo_config(None, ["trainin.steps=3"])
 

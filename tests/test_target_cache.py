@@ -348,10 +348,10 @@ def test_bench_targets_writes_json_and_markdown(tmp_path, capsys):
 
 
 def test_bench_without_a_checkout_says_where_benchmarks_live(monkeypatch, capsys):
-    from coat.cli import bench
+    from coat.cli import BENCHMARKS, Command, bench
 
     assert (bench.benchmarks_dir() / "targets.py").is_file()
-    monkeypatch.setitem(bench.BENCHMARKS, "ghost", ("ghost.py", "a benchmark file that is not there"))
+    monkeypatch.setitem(BENCHMARKS, "ghost", Command("benchmarks.ghost:Config", "benchmarks.ghost:bench", "not there"))
     assert coat_main(["bench", "ghost"]) == 2
     err = capsys.readouterr().err
     assert "ghost.py not found" in err and "source checkout" in err
