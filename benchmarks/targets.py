@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.common import main_of  # noqa: E402
 from coat.files import write_atomic  # noqa: E402
+from coat.reports import markdown_table  # noqa: E402
 
 
 @dataclass
@@ -112,18 +113,14 @@ def bench_expert(name: str, params: dict[str, Any], config: BenchTargetsConfig) 
     }
 
 
-def markdown_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
-    lines = [
-        f"Target extraction throughput on {env['device']} ({env['device_name']}, torch {env['torch']}, "
-        f"{env['threads']} threads); audio seconds per second of compute.",
-        "",
-        "| expert | clips | audio s | batches | batched (audio s/s) | one at a time (audio s/s) | batched / single |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in rows:
-        lines.append(f"| {r['expert']} | {r['clips']} | {r['audio_seconds']:.1f} | {r['batches']} | "
-                     f"{r['batched_audio_s_per_s']:.1f} | {r['single_audio_s_per_s']:.1f} | {r['ratio']:.2f}x |")
-    return "\n".join(lines) + "\n"
+def results_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
+    head = (f"Target extraction throughput on {env['device']} ({env['device_name']}, torch {env['torch']}, "
+            f"{env['threads']} threads); audio seconds per second of compute.")
+    header = ["expert", "clips", "audio s", "batches", "batched (audio s/s)", "one at a time (audio s/s)",
+              "batched / single"]
+    cells = [[r["expert"], r["clips"], f"{r['audio_seconds']:.1f}", r["batches"], f"{r['batched_audio_s_per_s']:.1f}",
+              f"{r['single_audio_s_per_s']:.1f}", f"{r['ratio']:.2f}x"] for r in rows]
+    return f"{head}\n\n{markdown_table(header, cells)}"
 
 
 def run(config: BenchTargetsConfig) -> dict[str, Any]:
@@ -138,7 +135,7 @@ def run(config: BenchTargetsConfig) -> dict[str, Any]:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "results.json", json.dumps(result, indent=2))
-    table = markdown_table(rows, env)
+    table = results_table(rows, env)
     write_atomic(out / "results.md", table)
     print(table)
     print(f"written to {out / 'results.json'} and {out / 'results.md'}")
@@ -148,7 +145,12 @@ def run(config: BenchTargetsConfig) -> dict[str, Any]:
 def bench(config: BenchTargetsConfig) -> None:
     """Target extraction throughput: audio seconds processed per second by each expert, batched by length (the
     cache's own batching) next to one clip at a time, side by side in one process on the same synthesised clips.
-    Writes results.json and results.md to out_dir and prints the table."""
+    Writes results.json and results.md to out_dir and prints the table.
+
+    Examples:
+        coat bench targets
+        coat bench targets num_clips=64 repeats=3 device=cuda
+    """
     run(config)
 
 

@@ -44,9 +44,11 @@ from benchmarks.common import BenchModelConfig, apply_model_settings, main_of, w
 from benchmarks.generation import build  # noqa: E402
 from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
+from coat.files import write_atomic  # noqa: E402
 from coat.heads import HeadConfig, prepare_active_targets  # noqa: E402
 from coat.loading import DTYPES  # noqa: E402
 from coat.model_io import lora_target_pattern  # noqa: E402
+from coat.reports import markdown_table  # noqa: E402
 from coat.targets import TargetSpec  # noqa: E402
 
 SUBJECT = "training"
@@ -244,7 +246,7 @@ def _profile(setup: Setup, device: str, out: Path) -> dict:
     table = prof.key_averages().table(sort_by=sort, row_limit=25)
     path = out / f"{SUBJECT}_profile_{setup.variant.replace(' ', '_')}.txt"
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(table + "\n")
+    write_atomic(path, table + "\n")
     return {"table": str(path)}
 
 
@@ -329,7 +331,7 @@ def to_markdown(result: dict) -> str:
             "xFLOP", "head GFLOP"]
     if mem:
         cols += ["peak MB (model+step)", "xpeak", "process peak MB", "xprocess", "step +MB"]
-    lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows = []
     for r in result["rows"]:
         cells = [r["variant"], str(r["sequence"]), f"{r['trainable_params']:,}", f"{r['head_params']:,}",
                  str(r["forward_calls_per_step"]), f"{r['step_s'] * 1000:.1f}", f"{r['step_ratio']:.3f}",
@@ -337,7 +339,8 @@ def to_markdown(result: dict) -> str:
         if mem:
             cells += [f"{r['model_peak_mb']:.1f}", f"{r['peak_ratio']:.3f}", f"{r['peak_mb']:.1f}",
                       f"{r['process_peak_ratio']:.3f}", f"{r['step_memory_mb']:.1f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines = [head, "", markdown_table(cols, rows).rstrip()]
     if mem:
         lines += ["", f"memory: {result['memory_method']}; 'model+step' = peak minus the process's size before "
                   "the model was built (Python, torch, transformers)"]
@@ -372,7 +375,12 @@ class TrainingBenchConfig(BenchModelConfig):
 def bench(config: TrainingBenchConfig) -> None:
     """What a CoAT training step costs next to the same LoRA fine-tuning step without CoAT: step time (interleaved,
     one process), peak memory (a subprocess per variant) and FLOPs of lora, coat text (the K-longer sequence) and
-    coat (with heads and cached targets). Writes training.json and training.md to out."""
+    coat (with heads and cached targets). Writes training.json and training.md to out.
+
+    Examples:
+        coat bench training --size mid        # ~5 min on 2 CPU cores
+        coat bench training --size mid --head-d-model 128
+    """
     dtype = apply_model_settings(config)
     result = run(family=config.family, size=config.size, device=config.device, dtype=dtype, k=config.k,
                  batch=config.batch, answer_len=config.answer_len, lora_rank=config.lora_rank, steps=config.steps,

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import io
 import json
 import math
 import os
@@ -56,6 +55,7 @@ from coat.data.synth import GENERATOR_VERSION, SynthConfig
 from coat.experts.base import ExpertConfig
 from coat.files import atomic_dir, config_digest, write_atomic
 from coat.heads import HeadConfig
+from coat.reports import figure, markdown_table
 from coat.smoke import quick_demo_note
 from coat.training import LoraSettings
 
@@ -520,67 +520,54 @@ def demo_markdown(report: dict) -> str:
     several = len(seeds) > 1
     head = "mean ± std over seeds " + ", ".join(map(str, seeds)) if several else f"seed {seeds[0]}"
     chance = chance_levels(SynthConfig(**report["config"]["data"]["synth"]))
-    lines = [f"# coat demo: synthetic acoustic QA, {report['split']} split accuracy ({head})", "",
-             "| category | chance | " + " | ".join(labels[v] for v in VARIANTS) + " |",
-             "|---|---|" + "---|" * len(VARIANTS)]
+    rows = []
     for row in report["table"]["coat"]:
         key = row.split("/", 1)[1] if "/" in row else "overall"
-        name = f"**{key}**" if key == "overall" else key
-        cells = [f"{chance[key]:.3f}"]
+        cells = [f"**{key}**" if key == "overall" else key, f"{chance[key]:.3f}"]
         for variant in VARIANTS:
             cell = report["table"][variant][row]
             cells.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}" if several else f"{cell['mean']:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append(cells)
     check = report["check"]
-    lines += ["", f"CoAT minus the best baseline (overall): {check['margin']:+.3f}; largest seed std: "
-                  f"{check['seed_spread']:.3f}; check (margin > spread over >1 seed): "
-                  f"{'met' if check['met'] else 'not met'}."]
-    if report.get("quick"):
-        lines += ["", quick_demo_note()]
-    return "\n".join(lines) + "\n"
+    verdict = "met" if check["met"] else "not met"
+    text = (f"# coat demo: synthetic acoustic QA, {report['split']} split accuracy ({head})\n\n"
+            + markdown_table(["category", "chance", *(labels[v] for v in VARIANTS)], rows)
+            + f"\nCoAT minus the best baseline (overall): {check['margin']:+.3f}; largest seed std: "
+              f"{check['seed_spread']:.3f}; check (margin > spread over >1 seed): {verdict}.\n")
+    return text + (f"\n{quick_demo_note()}\n" if report.get("quick") else "")
 
 
 def plot(report: dict, path: Path) -> None:
     """demo.png: accuracy per category and variant, with a title that names the split, its size and the seeds,
     error bars of the seed std (more than one seed), a dashed chance line per category, and the legend below the
     axes, where it covers no bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = list(report["table"]["coat"])
     labels = ["overall" if r == "accuracy" else r.split("/", 1)[1] for r in rows]
     data = SynthConfig(**report["config"]["data"]["synth"])
     chance = chance_levels(data)
     seeds = report["seeds"]
     names = variant_labels(report)
-    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 4.8))
-    width = 0.8 / len(VARIANTS)
-    for i, variant in enumerate(VARIANTS):
-        means = [report["table"][variant][r]["mean"] for r in rows]
-        stds = [report["table"][variant][r]["std"] for r in rows]
-        xs = [j + (i - (len(VARIANTS) - 1) / 2) * width for j in range(len(rows))]
-        ax.bar(xs, means, width, yerr=stds if len(seeds) > 1 else None, label=names[variant], capsize=3,
-               error_kw={"elinewidth": 1})
-    for j, key in enumerate(labels):  # a uniform guess among the category's choices
-        ax.hlines(chance[key], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=1,
-                  label="chance (a uniform guess among the choices)" if j == 0 else None)
-    ax.set_xticks(range(len(rows)), labels)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    n = data.split_size(report["split"])
-    if len(seeds) > 1:
-        spread = f"mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}); error bars: std over the seeds"
-    else:
-        spread = f"one seed ({seeds[0]}), so no error bars (coat demo --seeds N for mean and std)"
-    title = f"coat demo: synthetic acoustic QA, {report['split']} split ({n} clips)\n{spread}"
-    if report.get("quick"):
-        title += "\n--quick smoke run: a few training steps, the numbers mean nothing"
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    with figure(path, (1.3 * len(rows) + 2, 4.8)) as (_, ax):
+        width = 0.8 / len(VARIANTS)
+        for i, variant in enumerate(VARIANTS):
+            means = [report["table"][variant][r]["mean"] for r in rows]
+            stds = [report["table"][variant][r]["std"] for r in rows]
+            xs = [j + (i - (len(VARIANTS) - 1) / 2) * width for j in range(len(rows))]
+            ax.bar(xs, means, width, yerr=stds if len(seeds) > 1 else None, label=names[variant], capsize=3,
+                   error_kw={"elinewidth": 1})
+        for j, key in enumerate(labels):  # a uniform guess among the category's choices
+            ax.hlines(chance[key], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=1,
+                      label="chance (a uniform guess among the choices)" if j == 0 else None)
+        ax.set_xticks(range(len(rows)), labels)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("accuracy")
+        n = data.split_size(report["split"])
+        if len(seeds) > 1:
+            spread = f"mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}); error bars: std over the seeds"
+        else:
+            spread = f"one seed ({seeds[0]}), so no error bars (coat demo --seeds N for mean and std)"
+        title = f"coat demo: synthetic acoustic QA, {report['split']} split ({n} clips)\n{spread}"
+        if report.get("quick"):
+            title += "\n--quick smoke run: a few training steps, the numbers mean nothing"
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)

@@ -39,6 +39,7 @@ from coat.data.sources import AudioDecodeError
 from coat.errors import CoatError
 from coat.files import write_atomic
 from coat.loading import ModelConfig
+from coat.reports import markdown_table
 
 TASK_TYPES = ("multiple_choice", "classification", "transcription")
 NORMALIZERS = ("english", "basic", "lowercase", "none")
@@ -440,7 +441,7 @@ _TABLE_METRICS = {"multiple_choice": ("accuracy", "unparseable", "skipped", "n")
 def results_markdown(results: dict[str, Any]) -> str:
     """A table: rows = task / metric, columns = the evaluated models."""
     columns = list(results["models"])
-    lines = ["| task / metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    rows = []
     for task in results["tasks"]:
         name, kind = task["name"], task["type"]
         keys: list[str] = []
@@ -449,16 +450,13 @@ def results_markdown(results: dict[str, Any]) -> str:
                 if key not in keys:
                     keys.append(key)
         main = [k for k in _TABLE_METRICS[kind] if k in keys]
-        rows = main[:1] + sorted(k for k in keys if k.startswith("accuracy/")) + main[1:]
-        for key in rows:
-            cells = []
-            for col in columns:
-                value = results["models"][col][name]["metrics"].get(key)
-                cells.append("" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value))
-            lines.append(f"| {name} / {key} | " + " | ".join(cells) + " |")
-    for column, failure in results.get("failed", {}).items():
-        lines.append(f"\n{column}: failed ({failure['error']}); no results")
-    return "\n".join(lines) + "\n"
+        for key in main[:1] + sorted(k for k in keys if k.startswith("accuracy/")) + main[1:]:
+            values = [results["models"][col][name]["metrics"].get(key) for col in columns]
+            rows.append([f"{name} / {key}", *("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+                                              for v in values)])
+    failed = "".join(f"\n{column}: failed ({failure['error']}); no results\n"
+                     for column, failure in results.get("failed", {}).items())
+    return markdown_table(["task / metric", *columns], rows) + failed
 
 
 def _device(config: EvalConfig):

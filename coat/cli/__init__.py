@@ -29,14 +29,14 @@ USAGE = "coat <command> [config.yaml] [key=value ...]"
 
 @dataclass(frozen=True)
 class Command:
-    """One command: its config class and its run function (``(config) -> exit status``, whose docstring is the
-    ``--help`` summary), as ``module:name``; the line ``coat --help`` shows; examples; flag aliases of keys; and,
-    for configs with includes or presets, the function that loads them (``(path, overrides) -> config``)."""
+    """One command: its config class and its run function (``(config) -> exit status``), as ``module:name``; the
+    line ``coat --help`` shows; flag aliases of keys; and, for configs with includes or presets, the function that
+    loads them (``(path, overrides) -> config``). The run function's docstring is the command's ``--help``: a
+    summary, notes, and a last paragraph ``Examples:`` with one command line each."""
 
     config: str
     run: str
     help: str
-    examples: tuple[str, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
     load: str = ""
 
@@ -50,61 +50,32 @@ class Group:
 
 
 BENCHMARKS: dict[str, Command] = {
-    "generation": Command(
-        "benchmarks.generation:GenerationBenchConfig", "benchmarks.generation:bench",
-        "time to first token, decode tok/s, forward calls: base vs CoAT vs multi-pass latent vs text chain of thought",
-        examples=("coat bench generation --size mid      # ~2.5 min on 2 CPU cores",
-                  "coat bench generation --size 7b --device cuda   # the released 7B shapes, random weights")),
-    "training": Command(
-        "benchmarks.training:TrainingBenchConfig", "benchmarks.training:bench",
-        "step time and peak memory: CoAT training step vs the same LoRA step",
-        examples=("coat bench training --size mid        # ~5 min on 2 CPU cores",
-                  "coat bench training --size mid --head-d-model 128")),
-    "targets": Command(
-        "benchmarks.targets:BenchTargetsConfig", "benchmarks.targets:bench",
-        "expert target extraction: audio seconds per second, batched vs one clip at a time",
-        examples=("coat bench targets", "coat bench targets num_clips=64 repeats=3 device=cuda")),
+    "generation": Command("benchmarks.generation:GenerationBenchConfig", "benchmarks.generation:bench",
+                          "time to first token, decode tok/s, forward calls: base vs CoAT vs multi-pass latent vs "
+                          "text chain of thought"),
+    "training": Command("benchmarks.training:TrainingBenchConfig", "benchmarks.training:bench",
+                        "step time and peak memory: CoAT training step vs the same LoRA step"),
+    "targets": Command("benchmarks.targets:BenchTargetsConfig", "benchmarks.targets:bench",
+                       "expert target extraction: audio seconds per second, batched vs one clip at a time"),
 }
 
 COMMANDS: dict[str, Command | Group] = {
-    "train": Command(
-        "coat.training:TrainConfig", "coat.cli.commands:train",
-        "distillation training: thinking table, expert heads, LoRA",
-        examples=("coat train configs/tiny.yaml                      # offline: a tiny random model, about a minute",
-                  "coat train configs/tiny.yaml training.output_dir=runs/tiny2 coat.num_thinking=4",
-                  "coat train configs/qwen2_audio.yaml data.source.path=/data/train.jsonl   # a GPU and the hub",
-                  "accelerate launch -m coat train configs/qwen2_audio.yaml data.source.path=/data/train.jsonl")),
-    "targets": Command(
-        "coat.extraction:ExtractConfig", "coat.cli.commands:targets",
-        "compute expert targets into the target cache (resumable)",
-        examples=("coat targets configs/targets_example.yaml             # 48 synthetic clips, written on first use",
-                  "coat targets configs/targets_example.yaml data.source.path=runs/targets_example/data",
-                  "accelerate launch --multi_gpu --num_processes 2 -m coat targets configs/targets_example.yaml")),
-    "analyze": Command(
-        "coat.analysis:AnalyzeConfig", "coat.cli.commands:analyze",
-        "attention shares and linear probes: CoAT adapters vs the base",
-        examples=("coat analyze configs/analyze_tiny.yaml       # offline, seconds: a tiny random model",)),
+    "train": Command("coat.training:TrainConfig", "coat.cli.commands:train",
+                     "distillation training: thinking table, expert heads, LoRA"),
+    "targets": Command("coat.extraction:ExtractConfig", "coat.cli.commands:targets",
+                       "compute expert targets into the target cache (resumable)"),
+    "analyze": Command("coat.analysis:AnalyzeConfig", "coat.cli.commands:analyze",
+                       "attention shares and linear probes: CoAT adapters vs the base"),
     "bench": Group("run a benchmark from benchmarks/: coat bench <subject> [config.yaml] [key=value ...]",
                    BENCHMARKS),
-    "eval": Command(
-        "coat.evaluation:EvalConfig", "coat.cli.commands:evaluate",
-        "evaluate a base model and CoAT adapters side by side on a task suite",
-        examples=("coat eval configs/eval_tiny.yaml                    # offline: a tiny random model (scores ~0)",
-                  "coat eval configs/eval_tiny.yaml adapters=[runs/tiny/train/adapter]   # after coat train")),
-    "demo": Command(
-        "coat.demo:DemoConfig", "coat.cli.commands:demo",
-        "offline demo: no thinking vs thinking vs CoAT on synthetic acoustic QA",
-        examples=("coat demo                                  # one seed, about 8 minutes on 2 CPU cores",
-                  "coat demo --quick                          # smoke run, about 20 s (quick=true)",
-                  "coat demo configs/demo.yaml --seeds 3      # the README's table (seeds=3)",
-                  "coat demo --quick training.steps=4 --output runs/demo_try"),
-        aliases={"--output": "output_dir"}, load="coat.demo:load_demo_config"),
-    "ablate": Command(
-        "coat.ablation:AblationConfig", "coat.cli.commands:ablate",
-        "train and evaluate a grid of expert sets (same seed and budget)",
-        examples=("coat ablate configs/ablate_tiny.yaml                   # offline: 5 runs of a tiny random model",
-                  'coat ablate configs/ablate_tiny.yaml "runs=[pause, all]" output_dir=runs/ablate_small'),
-        load="coat.ablation:load_ablation_config"),
+    "eval": Command("coat.evaluation:EvalConfig", "coat.cli.commands:evaluate",
+                    "evaluate a base model and CoAT adapters side by side on a task suite"),
+    "demo": Command("coat.demo:DemoConfig", "coat.cli.commands:demo",
+                    "offline demo: no thinking vs thinking vs CoAT on synthetic acoustic QA",
+                    aliases={"--output": "output_dir"}, load="coat.demo:load_demo_config"),
+    "ablate": Command("coat.ablation:AblationConfig", "coat.cli.commands:ablate",
+                      "train and evaluate a grid of expert sets (same seed and budget)",
+                      load="coat.ablation:load_ablation_config"),
 }
 
 
@@ -132,13 +103,14 @@ def _top_usage() -> str:
 
 def help_text(prog: str, command: Command) -> str:
     """``coat <command> --help``: usage, the run function's docstring, options, every config key, examples."""
-    doc = inspect.getdoc(_import(command.run)) or command.help
-    summary, _, notes = doc.partition("\n\n")
+    paragraphs = (inspect.getdoc(_import(command.run)) or command.help).split("\n\n")
+    examples = paragraphs.pop().splitlines()[1:] if paragraphs[-1].startswith("Examples:") else []
+    summary, notes = paragraphs[0], " ".join(paragraphs[1:])
     options = [(flag, f"sets {key}") for flag, key in command.aliases.items()]
     options.append(("--key VALUE", "every top-level key below as an option (dashes for underscores): --key alone "
                                    "sets a true/false key, --no-key clears it, a comma list fills a list key"))
     return command_help(prog, summary, _import(command.config), usage=f"{prog} [config.yaml] [key=value ...]",
-                        options=options, examples=command.examples, notes=notes)
+                        options=options, examples=[line.strip() for line in examples], notes=notes)
 
 
 def _top_level_types(cls) -> dict[str, typing.Any]:

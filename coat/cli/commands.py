@@ -1,6 +1,6 @@
 """What each command does once its config is loaded: run its recipe, then say what it made. The table in
 coat/cli/__init__.py maps a command to its config class and one of these; each returns the exit status, and its
-docstring is the command's ``--help`` summary (a second paragraph, its notes)."""
+docstring is the command's ``--help``: the summary, notes, and ``Examples:``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ def train(config) -> int:
     """Distillation training: a base LALM gets K thinking positions after every audio span, expert heads read them
     and learn the expert targets, LoRA adapts the language model; a schedule of stages, each a transformers Trainer
     run. Running the same command again resumes an interrupted run; a run whose stages are all finished trains
-    nothing and says so."""
+    nothing and says so.
+
+    Examples:
+        coat train configs/tiny.yaml                      # offline: a tiny random model, about a minute
+        coat train configs/tiny.yaml training.output_dir=runs/tiny2 coat.num_thinking=4
+        coat train configs/qwen2_audio.yaml data.source.path=/data/train.jsonl   # a GPU and the hub
+        accelerate launch -m coat train configs/qwen2_audio.yaml data.source.path=/data/train.jsonl
+    """
     from coat.training import TrainingDataError, run_training
 
     try:
@@ -42,7 +49,13 @@ def targets(config) -> int:
     Several processes: accelerate launch --multi_gpu --num_processes N -m coat targets <config> (one shard per
     process; add --num_machines/--machine_rank/--main_process_ip for several nodes, with targets.cache_dir on a
     shared disk). Without CUDA the same command starts N CPU processes in a gloo group (accelerate's --cpu
-    --num_processes N starts only one unless it is given an MPI hostfile)."""
+    --num_processes N starts only one unless it is given an MPI hostfile).
+
+    Examples:
+        coat targets configs/targets_example.yaml             # 48 synthetic clips, written on first use
+        coat targets configs/targets_example.yaml data.source.path=runs/targets_example/data
+        accelerate launch --multi_gpu --num_processes 2 -m coat targets configs/targets_example.yaml
+    """
     from coat.extraction import run_extraction
 
     run_extraction(config)
@@ -53,7 +66,12 @@ def evaluate(config) -> int:
     """Evaluate a base LALM and CoAT adapters side by side on a suite of tasks, with batched greedy generation:
     multiple-choice audio QA (MMAU/MMAR format; accuracy overall and per category), classification by prompt
     (accuracy, macro-F1) and transcription (WER). Writes results.json (every prediction) and results.md to
-    output_dir; a model that fails is reported by name, the others are kept, and the command exits 1."""
+    output_dir; a model that fails is reported by name, the others are kept, and the command exits 1.
+
+    Examples:
+        coat eval configs/eval_tiny.yaml                    # offline: a tiny random model (scores ~0)
+        coat eval configs/eval_tiny.yaml adapters=[runs/tiny/train/adapter]   # after coat train
+    """
     from coat.evaluation import results_markdown, run_eval, summary_lines
 
     results = run_eval(config)
@@ -72,7 +90,12 @@ def ablate(config) -> int:
     """Which experts matter? Train and evaluate a grid of expert sets with the same seed, data and budget:
     no_thinking (plain LoRA, K = 0), pause (thinking block, no experts), each expert alone, all but one, and all.
     Each run gets a folder under output_dir and is finished when its done.json exists: running the command again
-    skips finished runs and resumes an unfinished one. Writes ablation.md, ablation.csv and ablation.png."""
+    skips finished runs and resumes an unfinished one. Writes ablation.md, ablation.csv and ablation.png.
+
+    Examples:
+        coat ablate configs/ablate_tiny.yaml                   # offline: 5 runs of a tiny random model
+        coat ablate configs/ablate_tiny.yaml "runs=[pause, all]" output_dir=runs/ablate_small
+    """
     from coat.ablation import run_ablation
 
     summary = run_ablation(config)
@@ -85,7 +108,11 @@ def analyze(config) -> int:
     """Measures, per decoder layer, the share of attention that answer tokens give to the thinking positions and to
     the audio (base model and each CoAT adapter), and trains linear probes on the thinking states for expert
     attributes (pitch class, emotion, sound event, phoneme, or any metadata column) against the same probes on the
-    base model's last audio position. Writes analysis.json, attention_share.png and probes.png to output_dir."""
+    base model's last audio position. Writes analysis.json, attention_share.png and probes.png to output_dir.
+
+    Examples:
+        coat analyze configs/analyze_tiny.yaml       # offline, seconds: a tiny random model
+    """
     from coat.analysis import run_analysis
 
     results = run_analysis(config)
@@ -100,7 +127,14 @@ def demo(config) -> int:
     """The whole idea end to end, offline on a CPU: pre-trains (once, cached in cache_dir) a small Qwen2-Audio on
     the synthetic benchmark's captions, then trains and evaluates no thinking (LoRA only), a thinking block
     without experts, and CoAT with the same seed and budget. Writes demo.md, demo.png, demo.json and the CoAT
-    adapter/ to output_dir. About 8 minutes per seed on 2 CPU cores from an empty cache."""
+    adapter/ to output_dir. About 8 minutes per seed on 2 CPU cores from an empty cache.
+
+    Examples:
+        coat demo                                  # one seed, about 8 minutes on 2 CPU cores
+        coat demo --quick                          # smoke run, about 20 s (quick=true)
+        coat demo configs/demo.yaml --seeds 3      # the README's table (seeds=3)
+        coat demo --quick training.steps=4 --output runs/demo_try
+    """
     from coat.demo import run_demo
 
     report = run_demo(config)
