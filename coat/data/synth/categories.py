@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# the answers of the contour and loudness questions, with the direction each stands for
+_CONTOURS = {"it rises": 1, "it falls": -1, "it stays the same": 0}
+_LOUDNESS = {"it gets louder": 1, "it gets softer": -1, "it stays the same": 0}
 
 # A synthesis function: (rng, answer text, config (a SynthConfig), number of samples) -> (signal, parameters,
 # caption). The signal is any float array of that length; levels, noise floor and peak are set afterwards.
@@ -211,9 +214,6 @@ def _synth_note(rng, answer, config, n):
     return _place(n, onset, tone), params, caption
 
 
-_CONTOURS = {"it rises": 1, "it falls": -1, "it stays the same": 0}
-
-
 def _synth_contour(rng, answer, config, n):
     sr = config.sample_rate
     direction = _CONTOURS[answer]
@@ -250,9 +250,6 @@ def _synth_contour(rng, answer, config, n):
     else:
         caption = f"a {timbre['kind']} tone held steady at {f0_start:.0f} Hz"
     return _place(n, onset, tone), params, caption
-
-
-_LOUDNESS = {"it gets louder": 1, "it gets softer": -1, "it stays the same": 0}
 
 
 def _synth_loudness(rng, answer, config, n):
