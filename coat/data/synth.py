@@ -6,7 +6,11 @@ profits from what the pitch and log-mel experts know. Nothing is downloaded: the
 evaluates on it, and tests can check every label against the audio with plain signal processing.
 
 Each category is one small synthesis function plus its answer texts and question templates, registered in
-:data:`CATEGORIES` (add one with :func:`register_category`). An example is a plain dict::
+:data:`CATEGORIES` (add one with :func:`register_category`). The tone categories (the default) are defined here;
+spoken ones (``speech_pitch``, ``speech_rate``, ``speech_voice``, ``speech_word``, ``speech_count``,
+``speech_rise``: espeak-ng, the ``speech`` extra) in :mod:`coat.data.speech_categories`, registered at the end of the
+categories below. ``SynthConfig.categories`` takes names and the groups ``tones`` and ``speech``. An example is a
+plain dict::
 
     {"id", "split", "category", "audio" (float32, (samples,)), "sampling_rate", "duration_s",
      "question", "choices", "answer", "answer_letter", "answer_index", "caption", ...parameters}
@@ -34,12 +38,18 @@ from typing import Any
 
 import numpy as np
 
+from coat.data.speech_categories import SPEECH_CATEGORIES
+
 SPLITS = ("train", "validation", "test")
 # Bumped whenever the same SynthConfig would generate different examples (audio, texts): cached exports of an
 # older generator are keyed apart (SynthConfig.digest).
 GENERATOR_VERSION = 2
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+TONE_CATEGORIES = ("note", "contour", "loudness", "sound_type", "vowel", "count")
+SPEECH_CATEGORY_NAMES = tuple(SPEECH_CATEGORIES)  # spoken with espeak-ng: coat/data/speech_categories.py
+# names that stand for several categories in SynthConfig.categories
+CATEGORY_GROUPS = {"tones": TONE_CATEGORIES, "speech": SPEECH_CATEGORY_NAMES}
 
 
 @dataclass
@@ -51,8 +61,11 @@ class SynthConfig:
     validation_size: int = field(default=300, metadata={"help": "examples in the validation split"})
     test_size: int = field(default=600, metadata={"help": "examples in the test split"})
     categories: tuple[str, ...] = field(
-        default=("note", "contour", "loudness", "sound_type", "vowel", "count"),
-        metadata={"help": "question categories, names registered in coat.data.synth.CATEGORIES"},
+        default=TONE_CATEGORIES,
+        metadata={"help": "question categories, names registered in coat.data.synth.CATEGORIES, or the groups "
+                          "`tones` (note, contour, loudness, sound_type, vowel, count) and `speech` (speech_pitch, "
+                          "speech_rate, speech_voice, speech_word, speech_count, speech_rise: espeak-ng, the "
+                          "`speech` extra), e.g. [tones, speech]"},
     )
     sample_rate: int = field(default=16000, metadata={"help": "sample rate of the clips in Hz"})
     min_seconds: float = field(default=1.0, metadata={"help": "shortest clip; each clip draws its length"})
@@ -73,7 +86,10 @@ class SynthConfig:
 
     def __post_init__(self):
         # YAML gives lists; keep tuples so configs compare and hash the same either way.
-        self.categories = tuple(self.categories)
+        if isinstance(self.categories, str):
+            self.categories = (self.categories,)
+        expanded = [c for name in self.categories for c in CATEGORY_GROUPS.get(name, (name,))]
+        self.categories = tuple(dict.fromkeys(expanded))  # a group and one of its names: each category once
         self.notes = tuple(self.notes)
         self.peak_db = tuple(float(x) for x in self.peak_db)
         if self.snr_db is not None:
@@ -83,6 +99,13 @@ class SynthConfig:
             raise ValueError(f"unknown synth categories {unknown}; registered: {sorted(CATEGORIES)}")
         if not self.categories:
             raise ValueError("categories must not be empty")
+        if self.speech_categories():
+            import importlib.util
+
+            if importlib.util.find_spec("espeakng_loader") is None:
+                from coat import extras
+
+                raise extras.missing("espeakng-loader", "speech", f"the speech categories {self.speech_categories()}")
         if min(self.train_size, self.validation_size, self.test_size) < 0:
             raise ValueError("split sizes must be >= 0")
         if self.sample_rate < 8000:
@@ -104,10 +127,18 @@ class SynthConfig:
         if self.snr_db is not None and (len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]):
             raise ValueError(f"snr_db must be (low, high) or None, got {self.snr_db}")
 
+    def speech_categories(self) -> tuple[str, ...]:
+        return tuple(c for c in self.categories if c in SPEECH_CATEGORIES)
+
     def digest(self) -> str:
-        """A short hash of these settings and the generator version: the folder key of cached exports."""
+        """A short hash of these settings and the generator version (and espeak-ng's, when there is speech): the
+        folder key of cached exports."""
         from coat.files import config_digest
 
+        if self.speech_categories():
+            from coat.data.speech import espeak_version
+
+            return config_digest(self, GENERATOR_VERSION, espeak_version())
         return config_digest(self, GENERATOR_VERSION)
 
     def split_size(self, split: str) -> int:
@@ -118,7 +149,8 @@ class SynthConfig:
 
 
 # A synthesis function: (rng, answer text, config, number of samples) -> (signal, parameters, caption).
-# The signal is any float array of that length; levels, noise floor and peak are set afterwards.
+# The signal is a float array of that length (speech: of its spoken length); levels, noise floor and peak are set
+# afterwards.
 Synthesize = Callable[[np.random.Generator, str, SynthConfig, int], tuple[np.ndarray, dict[str, Any], str]]
 
 
@@ -573,6 +605,9 @@ register_category(Category(
     questions=("How many beeps are there?", "How many beeps do you hear?"),
     synthesize=_synth_count,
 ))
+# the hook for speech: its categories are defined in coat/data/speech_categories.py and registered here
+for _name, (_answers, _questions, _synthesize) in SPEECH_CATEGORIES.items():
+    register_category(Category(_name, answers=_answers, questions=_questions, synthesize=_synthesize))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -619,6 +654,7 @@ def make_example(config: SynthConfig, split: str, category: str, index: int) -> 
     n = int(round(rng.uniform(config.min_seconds, config.max_seconds) * sr))
     signal, params, caption = cat.synthesize(rng, answers[label], config, n)
     signal = np.asarray(signal, dtype=np.float64)
+    n = len(signal)  # a tone clip is the n samples drawn; speech is as long as it is spoken
     if config.snr_db is not None:
         snr = rng.uniform(*config.snr_db)
         rms = np.sqrt(np.mean(signal**2)) + 1e-12
