@@ -176,9 +176,8 @@ class _Espeak:
                 # its breath and aspiration noise: seeded from the clock by espeak_Initialize otherwise
                 lib.espeak_ng_SetRandSeed(seed)
                 if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                    raise ValueError(f"espeak-ng has no voice {voice!r}; languages are folders under "
-                                     f"{os.path.join(self.data_path, 'lang')}, variants: "
-                                     f"{', '.join(voice_variants())}")
+                    raise ValueError(f"espeak-ng has no voice {voice!r}; the languages are the files under "
+                                     f"{os.path.join(self.data_path, 'lang')} (en-us, en-gb, de, ...)")
                 for key, value in params.items():
                     lib.espeak_SetParameter(key, int(value), 0)
                 self._chunks, self._events = [], []
@@ -254,6 +253,8 @@ def synthesize(
             raise ValueError(f"{name} must be in {low}..{high}, got {value}")
     if not text.strip():
         raise ValueError("text to synthesize is empty")
+    if variant is not None and variant not in voice_variants():  # espeak-ng would ignore an unknown one silently
+        raise ValueError(f"espeak-ng has no voice variant {variant!r}; variants: {', '.join(voice_variants())}")
     engine = _engine()
     params = {_RATE: rate, _VOLUME: volume, _PITCH: pitch, _RANGE: pitch_range, _WORDGAP: round(word_gap_ms / 10)}
     samples, events = engine.synth(text, voice if variant is None else f"{voice}+{variant}", params, seed,
@@ -276,6 +277,39 @@ def synthesize(
         words=[Word(w, at(s), at(e)) for w, s, e in words],
         phonemes=[Phoneme(p, at(s), at(e)) for p, s, e in phonemes],
     )
+
+
+def glide_pitch(speech: Speech, start: int, end: int, semitones: float) -> Speech:
+    """``speech`` with its intonation from sample ``start`` on replaced by a straight glide of ``semitones``.
+
+    The pitch contour (Praat's pitch tier, 75-600 Hz) keeps its points before ``start``; from there on it starts at
+    the pitch it had at ``start`` and moves linearly, in semitones, to ``start`` + ``semitones`` at the last voiced
+    point before ``end`` (staying there after it). Praat's overlap-add (PSOLA) resynthesis keeps the voice and the
+    timing: the words and phonemes keep their spans. Needs praat-parselmouth (the ``speech`` extra).
+    """
+    parselmouth = extras.require("parselmouth", "praat-parselmouth", "speech", "intonation (Praat)")
+    from parselmouth.praat import call
+
+    sr = speech.sample_rate
+    sound = parselmouth.Sound(speech.audio.astype(np.float64), sampling_frequency=sr)
+    manipulation = call(sound, "To Manipulation", 0.01, 75, 600)
+    tier = call(manipulation, "Extract pitch tier")
+    points = [(call(tier, "Get time from index", i), call(tier, "Get value at index", i))
+              for i in range(1, call(tier, "Get number of points") + 1)]
+    t0, t_end = start / sr, end / sr
+    voiced = [t for t, _ in points if t0 <= t <= t_end]
+    if not voiced:
+        raise ValueError(f"no voiced sound between {t0:.3f} s and {t_end:.3f} s to glide")
+    f0, t1 = call(tier, "Get value at time", t0), max(voiced)
+    call(tier, "Remove points between", t0, sound.duration)
+    for t, _ in points:
+        if t >= t0:
+            progress = min(1.0, (t - t0) / max(t1 - t0, 1e-3))
+            call(tier, "Add point", t, f0 * 2.0 ** (semitones * progress / 12.0))
+    call([tier, manipulation], "Replace pitch tier")
+    audio = call(manipulation, "Get resynthesis (overlap-add)").values[0]
+    audio = np.pad(audio, (0, max(0, len(speech.audio) - len(audio))))[: len(speech.audio)]
+    return Speech(audio.astype(np.float32), sr, list(speech.words), list(speech.phonemes))
 
 
 def _timeline(text: str, events: list, total: int):

@@ -16,8 +16,8 @@ speech_voice    voice A, then voice B, then one of them again (three short    ``
 speech_word     one hVd word (heed, hid, head, had, hod, hud, hood, who'd):  the word
                 only its vowel tells them apart
 speech_count    1-5 distinct nouns, 0-250 ms apart                           ``1`` .. ``5``
-speech_rise     a sentence whose last word steps up 50-80 % in pitch (a      ``it rises at the end`` / ``it falls
-                question's rise) or a statement's fall                       at the end``
+speech_rise     a sentence whose last word glides up or down by 4-7          ``it rises at the end`` / ``it falls
+                semitones (Praat's PSOLA on espeak-ng's speech)              at the end``
 ==============  ===========================================================  =======================================
 
 Every clip draws its speaker, pitch, pitch range, rate and sentence from the example's own generator, and gets
@@ -25,7 +25,7 @@ Every clip draws its speaker, pitch, pitch range, rate and sentence from the exa
 ``max_seconds`` are for tones). The ground truth goes into the example: ``text``, ``voice`` (the espeak-ng variant;
 ``voices`` for two), ``espeak_pitch``, ``rate_wpm`` and the synthesizer's word timing (``word_starts_s``,
 ``word_ends_s``, seconds from the clip start), and per category ``word`` / ``spoken_vowel``, ``n_words``,
-``final_pitch_pct``, ``last_voice``.
+``final_glide_st``, ``last_voice``.
 
 Voices were chosen by measurement (espeak-ng 1.52 of espeakng-loader 0.2.4): the low and high pools by their F0
 (Praat, pitch 50), the nine speakers of ``speech_voice`` as those whose Resemblyzer embeddings are least alike
@@ -53,6 +53,9 @@ _VERBS = ("found", "painted", "carried", "opened", "watched", "cleaned", "borrow
 _OBJECTS = ("the red box", "a wooden chair", "the garden gate", "an orange kite", "the heavy basket",
             "a silver ring", "the kitchen window", "the morning paper", "a yellow boat", "the blue bicycle")
 _TAILS = ("", " yesterday", " after lunch", " in the rain", " again", " last winter")
+# objects whose last word ends voiced, so that a glide over it is heard to its end
+_VOICED_ENDINGS = ("the yellow balloon", "a small window", "the old garden", "my neighbour", "the new violin",
+                   "a green umbrella", "the long tunnel", "a silver spoon", "the morning train", "a paper lantern")
 _PHRASES = ("good morning", "hello there", "see you soon", "thank you", "not today", "over here", "come along",
             "that is right", "well done", "maybe later", "all right then", "quite so")
 _NOUNS = ("apple", "river", "window", "garden", "pencil", "mountain", "candle", "tiger", "lemon", "rabbit",
@@ -158,18 +161,22 @@ def _synth_count(rng, answer, config: SynthConfig, n):
 
 
 def _synth_rise(rng, answer, config: SynthConfig, n):
+    from coat.data.speech import glide_pitch
+
     rises = answer == "it rises at the end"
-    settings = _voice_settings(rng, pitch=(25, 65))
-    text = _sentence(rng)
-    head, last = text.rsplit(" ", 1)
-    step = int(rng.integers(50, 81)) if rises else 0
-    if rises:  # the last word a step higher, spoken as a question: the pitch goes up at the end
-        speech = _say(f'{head} <prosody pitch="+{step}%">{last}</prosody>?', settings, config.sample_rate, ssml=True)
-    else:  # a statement: espeak-ng's declarative contour falls over the last word
-        speech = _say(text + ".", settings, config.sample_rate)
+    settings = _voice_settings(rng, pitch=(50, 80))  # a fall from a low start would sink below 70 Hz, into creak
+    pick = [str(rng.choice(list(words))) for words in (_SUBJECTS, _VERBS, _VOICED_ENDINGS)]
+    text = " ".join(pick)
+    text = text[0].upper() + text[1:]
+    # espeak-ng's own question intonation hardly rises (measured: its last word ends about 0.6 semitones lower
+    # than it starts, against 4.5 for a statement), so both answers get the same treatment: a statement whose last
+    # word glides up or down by 4-7 semitones (Praat's PSOLA), and only the direction differs
+    semitones = float(rng.uniform(4, 7)) * (1 if rises else -1)
+    speech = _say(text + ".", settings, config.sample_rate)
+    speech = glide_pitch(speech, speech.words[-1].start, speech.words[-1].end, semitones)
     signal, words = _with_silence(rng, [speech], config.sample_rate)
     params = {"text": text, "voice": settings["variant"], "espeak_pitch": settings["pitch"],
-              "rate_wpm": settings["rate"], "final_pitch_pct": step, **_timing(words)}
+              "rate_wpm": settings["rate"], "final_glide_st": round(semitones, 3), **_timing(words)}
     return signal, params, f"a voice {'asking' if rises else 'saying'}: {text.lower()}{'?' if rises else '.'}"
 
 

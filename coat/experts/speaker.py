@@ -71,7 +71,12 @@ class SpeakerExpert(Expert):
         from resemblyzer.audio import normalize_volume, trim_long_silences, wav_to_mel_spectrogram
         from resemblyzer.hparams import audio_norm_target_dBFS
 
-        wav = normalize_volume(audio.astype(np.float32), audio_norm_target_dBFS, increase_only=True)
+        wav = audio.astype(np.float32)
+        if not np.any(wav):  # digital silence: nothing to normalise or trim (Resemblyzer would divide by zero)
+            wav_slices, mel_slices = self._encoder.compute_partial_slices(len(wav), self.rate, self.min_coverage)
+            return np.stack([wav_to_mel_spectrogram(np.zeros(wav_slices[-1].stop, np.float32))[s]
+                             for s in mel_slices])
+        wav = normalize_volume(wav, audio_norm_target_dBFS, increase_only=True)
         if self.trim_silence:
             trimmed = trim_long_silences(wav)
             if len(trimmed) >= MIN_TRIMMED_SECONDS * self.sample_rate:

@@ -1,8 +1,8 @@
 """Speech-activity expert: Silero VAD as a frame-level teacher of where someone speaks.
 
-Target ``speech_activity`` (dim 1; 31.25 frames/s at 16 kHz, 15.625 at 8 kHz; kind ``multilabel``, so BCE on soft
-labels): Silero VAD's probability that frame ``i``, the 32 ms chunk ``[512 i, 512 (i + 1))`` at 16 kHz (256 samples
-at 8 kHz), holds speech, in [0, 1]. The model runs over the clip in chunks, carrying its recurrent state forward,
+Target ``speech_activity`` (dim 1; 31.25 frames/s; kind ``multilabel``, so BCE on soft labels): Silero VAD's
+probability that frame ``i``, the 32 ms chunk ``[512 i, 512 (i + 1))`` at 16 kHz (``[256 i, 256 (i + 1))`` at 8 kHz),
+holds speech, in [0, 1]. The model runs over the clip in chunks, carrying its recurrent state forward,
 as Silero does for a stream; right-padding a clip in a batch therefore leaves its frames unchanged.
 
 The ``silero-vad`` wheel (the ``speech`` extra) ships the model (TorchScript, ``silero_vad/data/silero_vad.jit``);
