@@ -8,8 +8,8 @@ train/validation/test split work exactly as for tones. The answers need acoustic
 ==============  ===========================================================  =======================================
 category        the clip                                                     the answer
 ==============  ===========================================================  =======================================
-speech_pitch    a sentence by a low voice (about 75-100 Hz) or a high one     ``a high voice`` / ``a low voice``
-                (about 190-400 Hz)
+speech_pitch    a sentence by a low voice (about 75-130 Hz) or a high one     ``a high voice`` / ``a low voice``
+                (about 190 Hz and up)
 speech_rate     a sentence at 85-125 or at 270-350 words per minute          ``fast`` / ``slow``
 speech_voice    voice A, then voice B, then one of them again (three short    ``the first voice`` / ``the second
                 phrases; nine distinct espeak-ng speakers)                   voice``
