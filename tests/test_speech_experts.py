@@ -322,6 +322,12 @@ def test_a_missing_speech_package_is_a_clear_error(monkeypatch):
             build_expert(name)(*batch([np.zeros(SR, np.float32)]))
     with pytest.raises(extras.MissingExtraError, match="no-such-package"):
         extras.version("no-such-package", "speech", "a test")
+    from coat.data.synth import SynthConfig
+
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)
+    SynthConfig(categories=["tones"])  # tones need nothing of the extra
+    with pytest.raises(extras.MissingExtraError, match=r"speech categories .*'speech_word'.*coat-lalm\[speech\]"):
+        SynthConfig(categories=["speech_word"])
 
 
 def test_importing_coat_loads_no_speech_library():
