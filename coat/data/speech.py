@@ -18,6 +18,7 @@ afresh: the same call gives the same samples every time, whatever was synthesize
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -212,8 +213,13 @@ def espeak_version() -> str:
 
 def voice_variants() -> list[str]:
     """Names of the voice variants (speakers) the wheel ships: ``m1``..``m7``, ``f1``..``f5``, ``klatt``, ...."""
-    folder = os.path.join(_engine().data_path, "voices", "!v")
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return list(_variants(_engine().data_path))
+
+
+@functools.lru_cache(maxsize=4)
+def _variants(data_path: str) -> tuple[str, ...]:
+    folder = os.path.join(data_path, "voices", "!v")
+    return tuple(sorted(os.listdir(folder))) if os.path.isdir(folder) else ()
 
 
 def synthesize(
