@@ -14,7 +14,7 @@ parselmouth = pytest.importorskip("parselmouth", reason="needs the 'speech' extr
 
 from coat.data import synth  # noqa: E402
 from coat.data.speech import Speech, glide_pitch, synthesize, voice_variants  # noqa: E402
-from coat.data.speech_categories import HVD_WORDS, SPEECH_CATEGORIES  # noqa: E402
+from coat.data.speech_categories import HVD_WORDS  # noqa: E402
 from coat.data.synth import CATEGORIES, SynthConfig, generate_split, make_example, to_dataset, write_manifest  # noqa: E402
 
 SR = 16000
@@ -128,15 +128,24 @@ def test_glide_pitch_moves_the_last_word_up_or_down_and_keeps_the_timing():
 # --- the spoken categories ------------------------------------------------------------------------------------
 
 
+TONES = ("note", "contour", "loudness", "sound_type", "vowel", "count")
+SPEECH = ("speech_pitch", "speech_rate", "speech_voice", "speech_word", "speech_count", "speech_rise")
+
+
 def test_category_groups_and_the_default():
-    assert SynthConfig().categories == synth.TONE_CATEGORIES  # the default stays the tone benchmark
-    assert SynthConfig(categories=["tones"]).categories == synth.TONE_CATEGORIES
-    both = SynthConfig(categories=["tones", "speech", "speech_word"]).categories
-    assert both == synth.TONE_CATEGORIES + tuple(SPEECH_CATEGORIES)
-    assert set(SPEECH_CATEGORIES) <= set(CATEGORIES)
+    assert synth.category_groups() == {"tones": TONES, "speech": SPEECH}
+    assert SynthConfig().categories == TONES  # the default stays the tone benchmark
+    assert SynthConfig(categories=["tones"]).categories == TONES
+    assert SynthConfig(categories=["tones", "speech", "speech_word"]).categories == TONES + SPEECH
     with pytest.raises(ValueError, match="unknown synth categories \\['speeches'\\]"):
         SynthConfig(categories=["speeches"])
     assert SynthConfig(categories=["speech"]).digest() != SynthConfig(categories=["speech_word"]).digest()
+    # a group is a name like a category's: the two cannot clash
+    note = CATEGORIES["note"]
+    for name, group in (("speech", "tones"), ("tones", "extra"), ("extra", "note")):
+        with pytest.raises(ValueError, match="cannot share a name"):
+            synth.register_category(synth.Category(name, note.answers, note.questions, note.synthesize, group=group))
+    assert synth.category_groups() == {"tones": TONES, "speech": SPEECH}
 
 
 def test_speech_examples_are_deterministic_balanced_and_split(speech_split):
@@ -148,7 +157,7 @@ def test_speech_examples_are_deterministic_balanced_and_split(speech_split):
     train, validation = generate_split(CONFIG, "train"), generate_split(CONFIG, "validation")
     hashes = {e["audio"].tobytes() for e in train}
     assert not hashes & {e["audio"].tobytes() for e in validation + speech_split}
-    for category in SPEECH_CATEGORIES:
+    for category in SPEECH:
         examples = _of(speech_split, category)
         assert len(examples) == PER_CATEGORY
         counts = collections.Counter(e["answer"] for e in examples)

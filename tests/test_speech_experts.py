@@ -326,7 +326,7 @@ def test_a_missing_speech_package_is_a_clear_error(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)
     SynthConfig(categories=["tones"])  # tones need nothing of the extra
-    with pytest.raises(extras.MissingExtraError, match=r"speech categories .*'speech_word'.*coat-lalm\[speech\]"):
+    with pytest.raises(extras.MissingExtraError, match=r"espeak-ng \(the speech categories .*coat-lalm\[speech\]"):
         SynthConfig(categories=["speech_word"])
 
 

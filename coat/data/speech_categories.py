@@ -1,9 +1,10 @@
 """Spoken questions for the synthetic benchmark, made offline with espeak-ng (:mod:`coat.data.speech`).
 
 Each category is one synthesis function with the tone categories' signature ``(rng, answer, config, n) ->
-(signal, parameters, caption)``, its answer texts and its question phrasings; :mod:`coat.data.synth` registers the
-table :data:`SPEECH_CATEGORIES` next to its tone categories, so examples, seeds, balanced answers and the
-train/validation/test split work exactly as for tones. The answers need acoustic detail, never the words alone:
+(signal, parameters, caption)``, its answer texts and its question phrasings, registered with
+:func:`coat.data.synth.register_category` in the group ``speech`` (coat.data.synth imports this module), so
+examples, seeds, balanced answers and the train/validation/test split work exactly as for tones. The answers need
+acoustic detail, never the words alone:
 
 ==============  ===========================================================  =======================================
 category        the clip                                                     the answer
@@ -35,12 +36,14 @@ that add an echo (f2-f5, m2) are left out: the echo is a second, delayed copy of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from coat.data.synth.categories import Category, register_category
+
 if TYPE_CHECKING:
-    from coat.data.synth import SynthConfig
+    from coat.data.synth.splits import SynthConfig
 
 LOW_VOICES = ("edward", "travis", "rob", "klatt2", "klatt3", "m1", "m3", "m7")  # about 100 Hz at pitch 50
 HIGH_VOICES = ("steph", "aunty", "grandma", "f1", "Annie", "linda", "belinda", "shelby")  # about 175-230 Hz
@@ -180,20 +183,34 @@ def _synth_rise(rng, answer, config: SynthConfig, n):
     return signal, params, f"a voice {'asking' if rises else 'saying'}: {text.lower()}{'?' if rises else '.'}"
 
 
-# name -> (answers(config), questions, synthesize): registered as coat.data.synth.Category by coat.data.synth
-SPEECH_CATEGORIES: dict[str, tuple[Any, tuple[str, ...], Any]] = {
-    "speech_pitch": (lambda config: ["a high voice", "a low voice"],
-                     ("Is the voice high or low?", "Does a high or a low voice speak?"), _synth_pitch),
-    "speech_rate": (lambda config: ["fast", "slow"],
-                    ("Is the speech fast or slow?", "How fast does the person speak?"), _synth_rate),
-    "speech_voice": (lambda config: ["the first voice", "the second voice"],
-                     ("Two voices take turns, then one of them speaks again. Which voice speaks last?",
-                      "Which of the two voices says the last phrase?"), _synth_voice),
-    "speech_word": (lambda config: list(HVD_WORDS), ("Which word is spoken?", "Which word do you hear?"),
-                    _synth_word),
-    "speech_count": (lambda config: [str(i) for i in range(1, MAX_WORDS + 1)],
-                     ("How many words are spoken?", "How many words do you hear?"), _synth_count),
-    "speech_rise": (lambda config: ["it rises at the end", "it falls at the end"],
-                    ("Does the voice rise or fall at the end?", "Does the pitch go up or down at the end?"),
-                    _synth_rise),
-}
+def _espeak_version() -> str:
+    import importlib.util
+
+    if importlib.util.find_spec("espeakng_loader") is None:  # before loading anything: the config stops here
+        from coat import extras
+
+        raise extras.missing("espeakng-loader", "speech",
+                             "speech synthesis with espeak-ng (the speech categories of the synthetic benchmark)")
+    from coat.data.speech import espeak_version
+
+    return espeak_version()
+
+
+def _register(name: str, answers, questions: tuple[str, ...], synthesize) -> None:
+    register_category(Category(name, answers=answers, questions=questions, synthesize=synthesize, group="speech",
+                               synthesizer=_espeak_version))
+
+
+_register("speech_pitch", lambda config: ["a high voice", "a low voice"],
+          ("Is the voice high or low?", "Does a high or a low voice speak?"), _synth_pitch)
+_register("speech_rate", lambda config: ["fast", "slow"],
+          ("Is the speech fast or slow?", "How fast does the person speak?"), _synth_rate)
+_register("speech_voice", lambda config: ["the first voice", "the second voice"],
+          ("Two voices take turns, then one of them speaks again. Which voice speaks last?",
+           "Which of the two voices says the last phrase?"), _synth_voice)
+_register("speech_word", lambda config: list(HVD_WORDS), ("Which word is spoken?", "Which word do you hear?"),
+          _synth_word)
+_register("speech_count", lambda config: [str(i) for i in range(1, MAX_WORDS + 1)],
+          ("How many words are spoken?", "How many words do you hear?"), _synth_count)
+_register("speech_rise", lambda config: ["it rises at the end", "it falls at the end"],
+          ("Does the voice rise or fall at the end?", "Does the pitch go up or down at the end?"), _synth_rise)

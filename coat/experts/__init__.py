@@ -18,7 +18,6 @@ weighted by ``formant_voicing``), ``formant_voicing`` (1; 100; multilabel).
 """
 
 from coat.experts.base import (
-    LOSS_OF_KIND,
     TARGET_KINDS,
     Expert,
     ExpertConfig,
@@ -28,7 +27,8 @@ from coat.experts.base import (
     build_experts,
     register_expert,
 )
-from coat.experts.cache import TargetCache, compute_targets
+from coat.experts.cache import TargetCache
+from coat.experts.compute import compute_targets
 from coat.experts.egemaps import EGeMAPSExpert
 from coat.experts.emotion import EmotionExpert
 from coat.experts.formants import FormantExpert
@@ -41,7 +41,6 @@ from coat.experts.speaker import SpeakerExpert
 from coat.experts.speech_activity import SpeechActivityExpert
 
 __all__ = [
-    "LOSS_OF_KIND",
     "TARGET_KINDS",
     "EGeMAPSExpert",
     "EmotionExpert",
