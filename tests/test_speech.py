@@ -14,7 +14,7 @@ parselmouth = pytest.importorskip("parselmouth", reason="needs the 'speech' extr
 
 from coat.data import synth  # noqa: E402
 from coat.data.speech import Speech, glide_pitch, synthesize, voice_variants  # noqa: E402
-from coat.data.speech_categories import HVD_WORDS  # noqa: E402
+from coat.data.speech_categories import HVD_WORDS, speech_words  # noqa: E402
 from coat.data.synth import CATEGORIES, SynthConfig, generate_split, make_example, to_dataset, write_manifest  # noqa: E402
 
 SR = 16000
@@ -168,6 +168,17 @@ def test_speech_examples_are_deterministic_balanced_and_split(speech_split):
             assert e["audio"].dtype == np.float32 and e["duration_s"] == len(e["audio"]) / SR
             assert len(e["word_starts_s"]) == len(e["word_ends_s"]) >= 1
             assert 0.04 < e["word_starts_s"][0] and e["word_ends_s"][-1] < e["duration_s"] - 0.04  # silence around
+            assert CONFIG.min_seconds <= e["duration_s"] <= CONFIG.max_seconds  # as long as a tone clip may be
+
+
+def test_speech_that_cannot_fit_in_max_seconds_is_a_clear_error():
+    longer = SynthConfig(categories=["speech_rate"], test_size=8, max_seconds=4.0, min_seconds=0.5)
+    words = [len(e["text"].split()) for e in generate_split(longer, "test")]
+    shorter = SynthConfig(categories=["speech_rate"], test_size=8, max_seconds=2.0, min_seconds=0.5)
+    assert sum(words) > sum(len(e["text"].split()) for e in generate_split(shorter, "test"))  # longer sentences fit
+    with pytest.raises(ValueError, match="speech_count: the shortest speech .* raise data.synth.max_seconds"):
+        generate_split(SynthConfig(categories=["speech_count"], test_size=10, max_seconds=0.6, min_seconds=0.5),
+                       "test")
 
 
 def test_speech_labels_are_right_acoustically(speech_split):
@@ -206,12 +217,10 @@ def test_which_voice_speaks_last_by_a_speaker_encoder(speech_split):
     right = 0
     examples = _of(speech_split, "speech_voice")
     for e in examples:
-        starts, ends = e["word_starts_s"], e["word_ends_s"]
-        phrases = [[0]]  # words grouped into the three phrases by the 0.25 s or longer pauses between turns
-        for i in range(1, len(starts)):
-            (phrases.append([i]) if starts[i] - ends[i - 1] > 0.2 else phrases[-1].append(i))
-        assert len(phrases) == 3, e["id"]
-        first, second, last = (embed(e["audio"][int(starts[p[0]] * SR) : int(ends[p[-1]] * SR)]) for p in phrases)
+        turns = e["turns_s"]  # the three turns, each from its first word's start to its last word's end
+        assert len(turns) == 3 and turns[0][0] == e["word_starts_s"][0] and turns[2][1] == e["word_ends_s"][-1]
+        assert all(a[1] < b[0] for a, b in zip(turns, turns[1:])), e["id"]
+        first, second, last = (embed(e["audio"][int(start * SR) : int(end * SR)]) for start, end in turns)
         right += (1 if last @ first > last @ second else 2) == e["last_voice"]
     assert right >= len(examples) - 1, f"{right} of {len(examples)}"  # 29 of 30 on a larger set
 
@@ -226,3 +235,10 @@ def test_speech_and_tones_export_together(tmp_path):
     dataset = to_dataset(examples)
     assert dataset.num_rows == 6 and dataset[1]["n_words"] is not None and dataset[0]["n_words"] is None
     assert dataset[2]["voices"] is not None and len(dataset[2]["audio"]["array"]) == len(examples[2]["audio"])
+
+
+def test_speech_words_cover_every_question_choice_and_caption(speech_split):
+    vocabulary = set(speech_words())
+    for e in speech_split:
+        for text in (e["question"], e["caption"], *e["choices"]):
+            assert set(text.split()) <= vocabulary, (e["id"], set(text.split()) - vocabulary)
