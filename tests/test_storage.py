@@ -213,3 +213,31 @@ def test_the_encoder_target_from_the_frozen_tower_in_the_forward_equals_the_cach
         losses.append(out["expert_losses"]["encoder"])
     assert torch.isfinite(losses[0]) and losses[0] > 0
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_top_k_target_whose_tail_is_not_negligible_is_reported_with_the_setting_that_keeps_more(tmp_path):
+    from coat.experts import Expert
+
+    class Flat(Expert):  # a 100-class distribution spread over every class: top-16 leaves out most of it
+        name = "flat"
+        sample_rate = SR
+
+        def specs(self):
+            return (TargetSpec("flat", SR, 50.0, 100, "distribution"),)
+
+        def params(self):
+            return {}
+
+        def load(self):
+            pass
+
+        def compute(self, waveforms, lengths):
+            return [{"flat": np.full((self.specs()[0].num_frames(int(n)), 100), 0.01, np.float32)} for n in lengths]
+
+    run = compute_targets(ExampleListSource(_examples(2)), [Flat()], tmp_path, progress=False)["flat"]
+    assert "leaves out 0.840 per frame on average" in run.summary()
+    assert "experts[flat].storage.top_k higher, or null" in run.summary()
+    expert = Flat()
+    expert.storage = StorageConfig(top_k=None)
+    run = compute_targets(ExampleListSource(_examples(2)), [expert], tmp_path, progress=False)["flat"]
+    assert not run.lossy and "warning" not in run.summary()

@@ -63,6 +63,7 @@ class CacheRun:
     computed: int = 0
     reused: bool = False
     bad: dict[str, int] = field(default_factory=dict)
+    lossy: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         bad = sum(self.bad.values())
@@ -71,7 +72,25 @@ class CacheRun:
         line = f"targets {self.expert}: {self.cached}/{self.num_examples} examples cached in {self.path} ({how})"
         if bad:
             line += f"; {bad} bad ({reasons}), see {self.path / 'report.jsonl'}"
+        for note in self.lossy:
+            line += f"\nwarning: {note}"
         return line
+
+
+# a top-k target whose frames leave out more than this on average (probability mass, or a label's value) is not
+# "a negligible tail": the run says so, with the setting that keeps more
+TAIL_WARNING = 0.01
+
+
+def lossy_targets(expert: str, summary: dict[str, dict[str, Any]]) -> list[str]:
+    """Warnings for the top-k targets of a cache's storage summary whose tail is not negligible."""
+    notes = []
+    for name, figures in summary.items():
+        if figures.get("form") == "top-k" and figures.get("mean_tail", 0.0) > TAIL_WARNING:
+            notes.append(f"target {name!r} keeps the top {figures['top_k']} classes per frame and leaves out "
+                         f"{figures['mean_tail']:.3f} per frame on average (at most {figures['max_tail']:.3f}); "
+                         f"to keep more set experts[{expert}].storage.top_k higher, or null for every class")
+    return notes
 
 
 @dataclass
@@ -258,13 +277,15 @@ def merge_cache(path: Path, source: AudioSource, expert: Expert, info: dict[str,
     records = sorted(bad.values(), key=lambda r: order[r["id"]])
     write_atomic(path / "report.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     reasons = dict(Counter(r["reason"] for r in records))
+    storage = storage_summary(codecs, stats)
     info = {**info, "num_examples": len(order), "num_cached": len(seen), "num_bad": len(records),
-            "data_files": data_files, "storage": storage_summary(codecs, stats),
+            "data_files": data_files, "storage": storage,
             "bad_reasons": reasons, "examples_by_process": dict(sorted(by_rank.items())),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_atomic(path / "cache.json", json.dumps(info, indent=2, default=str))
     shutil.rmtree(path / "parts", ignore_errors=True)
-    return CacheRun(expert.name, path, info["fingerprint"], len(order), cached=len(seen), bad=reasons)
+    return CacheRun(expert.name, path, info["fingerprint"], len(order), cached=len(seen), bad=reasons,
+                    lossy=lossy_targets(expert.name, storage))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -440,7 +461,7 @@ def merge_caches(source: AudioSource, pending: list[_Pending], runs: dict[str, C
         for cache in pending:
             merged = merge_cache(cache.path, source, cache.expert, cache.info, cache.codecs)
             run = runs[cache.expert.name]
-            run.cached, run.bad = merged.cached, merged.bad
+            run.cached, run.bad, run.lossy = merged.cached, merged.bad, merged.lossy
     # the counts of the other processes' work: every process computed its share, the main one reports all
     computed = torch.tensor([runs[c.expert.name].computed for c in pending], dtype=torch.long)
     if state.num_processes > 1:

@@ -194,7 +194,10 @@ class ReconstructionExpert(Expert):
         """Every target (the cache keeps those with ``computed_in="extraction"``); the encoder only when it is
         cached: in the forward the trained model gives it."""
         specs = {s.name: s for s in self.specs()}
-        logmel = self.log_mel(waveforms)
+        if waveforms.device.type == "cpu":  # each clip alone: on the CPU a padded batch only adds the padding's work
+            logmel = [self.log_mel(waveforms[b : b + 1, : int(n)])[0] for b, n in enumerate(lengths)]
+        else:
+            logmel = self.log_mel(waveforms)
         out = [{"logmel": fit_frames(logmel[b], specs["logmel"].num_frames(int(n)))} for b, n in enumerate(lengths)]
         if self.encoder_source is not None and self.encoder_from == "extraction":
             encoded = self.encode(waveforms, lengths)
