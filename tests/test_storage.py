@@ -241,3 +241,38 @@ def test_a_top_k_target_whose_tail_is_not_negligible_is_reported_with_the_settin
     expert.storage = StorageConfig(top_k=None)
     run = compute_targets(ExampleListSource(_examples(2)), [expert], tmp_path, progress=False)["flat"]
     assert not run.lossy and "warning" not in run.summary()
+
+
+def test_a_memory_mapped_dataset_is_decoded_once_per_extraction_run_for_every_expert(tmp_path):
+    """A saved ``datasets`` dataset is read from its memory-mapped Arrow files row by row, and each example is
+    decoded once per run, however many experts there are (they share each decoded batch)."""
+    import io
+
+    import datasets
+    import soundfile as sf
+
+    from coat.data.sources import DatasetSource
+
+    def wav(i):
+        buffer = io.BytesIO()
+        sf.write(buffer, (0.1 * np.sin(np.arange(4000 + 800 * i) / (3 + i))).astype(np.float32), SR, format="WAV")
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    features = datasets.Features({"id": datasets.Value("string"),
+                                  "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}})
+    rows = datasets.Dataset.from_dict({"id": [f"r{i}" for i in range(5)], "audio": [wav(i) for i in range(5)]},
+                                      features=features)
+    rows.cast_column("audio", datasets.Audio(sampling_rate=SR)).save_to_disk(tmp_path / "ds")
+
+    class CountingSource(DatasetSource):  # the real source; it counts its decodes
+        def read(self, i):
+            self.decoded.append(i)
+            return super().read(i)
+
+    source = CountingSource(datasets.load_from_disk(str(tmp_path / "ds")))
+    source.decoded = []
+    assert source._audio_rows.cache_files  # memory-mapped Arrow, not rows held in memory
+    experts = [_rms_expert(), build_expert("reconstruction", n_mels=8, logmel_from="extraction")]
+    runs = compute_targets(source, experts, tmp_path / "cache", batch_seconds=1.0, progress=False)
+    assert sorted(source.decoded) == list(range(5))  # five examples, two experts: five decodes
+    assert all(run.cached == 5 for run in runs.values())
