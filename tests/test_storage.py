@@ -276,3 +276,27 @@ def test_a_memory_mapped_dataset_is_decoded_once_per_extraction_run_for_every_ex
     runs = compute_targets(source, experts, tmp_path / "cache", batch_seconds=1.0, progress=False)
     assert sorted(source.decoded) == list(range(5))  # five examples, two experts: five decodes
     assert all(run.cached == 5 for run in runs.values())
+
+
+def test_training_says_when_the_encoder_target_cannot_come_from_the_forward(tmp_path):
+    """The forward's tower output is the cached target only for the trained model's own, frozen tower."""
+    from pathlib import Path
+
+    from coat import zoo
+    from coat.config_io import load_config
+    from coat.training import TrainConfig, check_targets_made_in_training
+
+    path = zoo.create_tiny_model(tmp_path / "lalm")
+    tiny = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
+    config = load_config(TrainConfig, tiny, [f"model.name_or_path={path}"])
+    own = build_expert("reconstruction", encoder_source=str(path))
+    check_targets_made_in_training(config, [own])  # its own frozen tower: fine
+    config.lora.audio_target_modules = ["q_proj"]
+    with pytest.raises(ValueError, match=r"trains that tower.*encoder_from: extraction"):
+        check_targets_made_in_training(config, [own])
+    config.lora.audio_target_modules = None
+    other = zoo.create_tiny_model(tmp_path / "other", seed=1)
+    with pytest.raises(ValueError, match=r"encoder_source is .*other.*not model.name_or_path.*encoder_from: extr"):
+        check_targets_made_in_training(config, [build_expert("reconstruction", encoder_source=str(other))])
+    check_targets_made_in_training(config, [build_expert("reconstruction", encoder_source=str(other),
+                                                         encoder_from="extraction")])
