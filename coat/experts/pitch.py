@@ -18,6 +18,7 @@ Kim et al., "CREPE: A Convolutional Representation for Pitch Estimation", ICASSP
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -129,24 +130,29 @@ class PitchExpert(Expert):
         crepe.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         self._crepe = crepe.to(self.device).eval()
 
-    def frames(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        """CREPE input frames of the whole batch: ``(total_frames, 1024)`` and the frame count of each clip.
+    def frame_chunks(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[Iterator[torch.Tensor], list[int]]:
+        """CREPE input frames of the whole batch, clip after clip, as ``(n, 1024)`` chunks of at most
+        ``frames_per_call`` frames, and the frame count of each clip.
 
         Each clip is zero-padded by half a window on both sides (as torchcrepe does); padding between clips
-        is zeros too, so a clip gets the same frames in a batch as alone.
+        is zeros too, so a clip gets the same frames in a batch as alone. Each chunk is copied out of a strided
+        view of the batch when it is used, so a batch never holds all its frames at once (4 KB per frame).
         """
         spec = self.specs()[0]
         counts = [spec.num_frames(int(n)) for n in lengths.tolist()]
         padded = torch.nn.functional.pad(waveforms.float(), (WINDOW_SIZE // 2, WINDOW_SIZE // 2 + self.hop_length))
-        windows = padded.unfold(1, WINDOW_SIZE, self.hop_length)  # (batch, max_frames, 1024)
-        return torch.cat([windows[b, :c] for b, c in enumerate(counts)], 0), counts
+        windows = padded.unfold(1, WINDOW_SIZE, self.hop_length)  # (batch, max_frames, 1024), a view
+        clip = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+        frame = torch.cat([torch.arange(c) for c in counts]) if counts else clip
+        per_call = self.frames_per_call or (2048 if waveforms.device.type == "cuda" else 128)
+        chunks = (windows[clip[i : i + per_call], frame[i : i + per_call]] for i in range(0, len(clip), per_call))
+        return chunks, counts
 
     def compute(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, np.ndarray]]:
-        frames, counts = self.frames(waveforms, lengths)
-        per_call = self.frames_per_call or (2048 if frames.device.type == "cuda" else 128)
+        chunks, counts = self.frame_chunks(waveforms, lengths)
         # chunk by chunk, normalisation and decoding included: every step stays on a block that fits the CPU's
         # caches, so a batch does the same work per frame as one clip
-        pitch, voicing = zip(*(self._analyse(chunk) for chunk in frames.split(per_call)))
+        pitch, voicing = zip(*(self._analyse(chunk) for chunk in chunks))
         pitch, voicing = torch.cat(pitch), torch.cat(voicing)
         return [{"pitch": p.numpy(), "voicing": v.numpy()} for p, v in zip(pitch.split(counts), voicing.split(counts))]
 
