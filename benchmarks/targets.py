@@ -471,10 +471,10 @@ def run(config: BenchTargetsConfig) -> dict[str, Any]:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clips, what = speech_clips(config.num_clips)
-    standins = standin_checkpoints(out / "checkpoints")
     rows, skipped = [], {}
     work = Path(tempfile.mkdtemp(prefix="coat-bench-targets-"))
     try:
+        standins = standin_checkpoints(work / "checkpoints")  # built afresh each run (tiny: under a second)
         for name in config.experts:
             params = config.expert_params.get(name, standins.get(name, {}))
             try:
