@@ -391,8 +391,11 @@ class _WithIds:
 def _trainer_class():
     from transformers import Trainer
 
-    class CoATTrainer(Trainer):
-        """Trainer that logs the text loss and each expert loss, and checkpoints only the CoAT adapter."""
+    from coat.distributed import AdapterCheckpoints
+
+    class CoATTrainer(AdapterCheckpoints, Trainer):
+        """Trainer that logs the text loss and each expert loss, and checkpoints only the CoAT adapter (gathered
+        once under FSDP / ZeRO-3: coat.distributed.AdapterCheckpoints)."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -433,13 +436,6 @@ def _trainer_class():
                 self._sums = {}
             super().log(logs, start_time)
 
-        def _save(self, output_dir=None, state_dict=None):
-            output_dir = output_dir or self.args.output_dir
-            self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
-
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            self.accelerator.unwrap_model(model or self.model).load_adapter_weights(resume_from_checkpoint)
-
     return CoATTrainer
 
 
@@ -465,6 +461,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
     from accelerate import PartialState
     from transformers import PrinterCallback, set_seed
 
+    from coat.distributed import broadcast_coat_parameters, free_memory, is_sharded_model
     from coat.progress import trainer_progress_callback
 
     out = Path(config.training.output_dir)
@@ -486,6 +483,7 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
     source = leave_out_bad_audio(config, source, bad_audio(config, source, caches, state), state)
     set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
     model, processor = build_model(config, experts)
+    broadcast_coat_parameters(model.coat_parameters())  # every process starts from rank 0's CoAT weights
     sampling_rate = processor.feature_extractor.sampling_rate
     columns = QAColumns(config.data.question_column, config.data.choices_column, config.data.answer_column,
                         config.data.answer_format)
@@ -504,6 +502,11 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
                 print(f"stage {stage.name}: finished in an earlier run ({stage_dir / 'adapter'}), not trained again")
             continue
         trained.append(stage.name)
+        if is_sharded_model(model):  # the last stage's Trainer sharded it (FSDP2, ZeRO-3) and a new Trainer cannot
+            model = trainer = None  # prepare it again: start from a fresh base model and the last stage's adapter
+            free_memory()
+            model = build_model(config, experts)[0]
+            model.load_adapter_weights(out / f"stage-{index - 1}-{config.stages[index - 1].name}" / "adapter")
         model.set_trainable(stage.train)
         set_seed(config.training.seed + index)
         trainer = trainer_cls(model=model, args=_training_args(config, stage, stage_dir), train_dataset=dataset,
@@ -514,11 +517,11 @@ def run_training(config: TrainConfig, callbacks=None) -> dict:
         logs = [dict(entry, stage=stage.name) for entry in trainer.state.log_history]
         if trainer.is_world_process_zero():
             write_atomic(stage_dir / "log_history.json", json.dumps(logs, indent=2))
-            model.save_pretrained(stage_dir / "adapter")
+        model.save_pretrained(stage_dir / "adapter", is_main_process=trainer.is_world_process_zero())  # gathers
         trainer.accelerator.wait_for_everyone()
         history += logs
+    model.save_pretrained(out / "adapter", is_main_process=state.is_main_process)  # every process: gathers
     if state.is_main_process:
-        model.save_pretrained(out / "adapter")
         write_atomic(out / "log_history.json", json.dumps(history, indent=2))
     return {"output_dir": str(out), "adapter": str(out / "adapter"), "log_history": history, "model": model,
             "processor": processor, "dataset": dataset, "collator": collator, "trained_stages": trained}

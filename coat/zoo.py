@@ -170,11 +170,27 @@ def _family_of(model) -> str:
     return model_type
 
 
-def build_full_omni(seed: int = 0):
-    """A tiny ``Qwen2_5OmniForConditionalGeneration`` (Thinker only, no talker): text output."""
+def build_full_omni(seed: int = 0, talker: bool = False):
+    """A tiny ``Qwen2_5OmniForConditionalGeneration``: the Thinker only (text output), or with ``talker`` also a tiny
+    talker and token2wav, as the released checkpoint has them."""
     torch.manual_seed(seed)
     thinker = tiny_config("qwen2_5_omni_thinker").to_dict()
-    config = tf.Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False)
+    if talker:
+        config = tf.Qwen2_5OmniConfig(
+            thinker_config=thinker,
+            talker_config=dict(hidden_size=32, num_hidden_layers=1, intermediate_size=64, num_attention_heads=4,
+                               num_key_value_heads=2, head_dim=8, vocab_size=64, embedding_size=32,
+                               rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                "mrope_section": [1, 1, 2]}),
+            token2wav_config=dict(
+                dit_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, head_dim=16, ff_mult=1,
+                                emb_dim=16, enc_emb_dim=16, enc_dim=16, enc_attention_channels=8, enc_se_channels=8,
+                                num_embeds=64, enc_channels=[16, 16, 16, 16, 48], enc_kernel_sizes=[5, 3, 3, 3, 1],
+                                enc_dilations=[1, 2, 3, 4, 1]),
+                bigvgan_config=dict(upsample_initial_channel=16, resblock_kernel_sizes=[3], upsample_rates=[2],
+                                    resblock_dilation_sizes=[[1, 3, 5]], upsample_kernel_sizes=[4])))
+    else:
+        config = tf.Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False)
     model = tf.Qwen2_5OmniForConditionalGeneration(config).eval()
     model.thinker.generation_config.pad_token_id = PAD
     model.thinker.generation_config.eos_token_id = None
