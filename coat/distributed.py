@@ -15,9 +15,9 @@ process a piece of each weight, and the places where CoAT reads or writes whole 
   table, heads and LoRA before the Trainer shards them (FSDP2 keeps each process's own piece of its own copy).
 - **What FSDP wraps**: :func:`fsdp_wrap_classes`, the decoder, audio-encoder (and vision) layer classes, so
   accelerate's ``TRANSFORMER_BASED_WRAP`` shards layer by layer without a class list per family.
-- **FSDP on a CPU-only host** (:func:`enable_fsdp_on_cpu`): accelerate 1.x turns FSDP on only for accelerator
-  devices, and on CPU silently trains with DDP instead; this sets accelerate's state to FSDP with the config's
-  plugin, so the same ``configs/accelerate/fsdp.yaml`` runs (and is tested) on CPU processes over gloo.
+- **FSDP and DeepSpeed on a CPU-only host** (:func:`enable_sharding_on_cpu`): accelerate 1.x turns them on only
+  for accelerator devices, and on CPU silently trains with DDP instead; this sets accelerate's state to the config's
+  plugin, so the same ``configs/accelerate/*.yaml`` run (and are tested) on CPU processes over gloo.
 - **Checkpoints of the Trainer** (:class:`AdapterCheckpoints`): a checkpoint holds the CoAT adapter, gathered and
   written once; resuming scatters it back into the sharded model.
 
@@ -88,6 +88,11 @@ def cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
     unsharded parameters of a module between its forward and its reshard, and frees their storage when it reshards:
     a view kept from then would point at freed memory."""
     return full_tensor(tensor).to("cpu", copy=True).contiguous()
+
+
+def full_shape(param: torch.Tensor) -> torch.Size:
+    """The shape of the whole tensor (a DTensor's ``shape`` already is; a ZeRO-3 partition's is its ``ds_shape``)."""
+    return param.ds_shape if is_zero3(param) else param.shape
 
 
 def _zero3_numel(param) -> int:
@@ -195,28 +200,43 @@ def fsdp_wrap_classes(model) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def enable_fsdp_on_cpu() -> bool:
-    """Under ``accelerate launch`` with an FSDP config on a host without CUDA, set accelerate's state to FSDP.
+def enable_sharding_on_cpu(deepspeed_plugin=None) -> str | None:
+    """Under ``accelerate launch`` with an FSDP or DeepSpeed config on a host without CUDA, set accelerate's state to
+    FSDP or DeepSpeed. Returns which it set (``"FSDP"``, ``"DEEPSPEED"``) or None.
 
-    accelerate (1.x) forms a gloo group of CPU processes but turns FSDP on only for accelerator devices, so an FSDP
-    config on CPU silently trains with DDP. torch's ``fully_shard`` itself runs on CPU over gloo; this gives
-    accelerate's state the FSDP plugin the launcher's environment describes (``FSDP_*`` variables) and FSDP as its
-    distributed type, so the Trainer prepares, checkpoints and resumes through its FSDP paths. Returns whether it
-    did. Call it before the Trainer is built; it does nothing with CUDA or without FSDP in the environment."""
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or torch.cuda.is_available():
-        return False
+    accelerate (1.x) forms a gloo group of CPU processes but turns FSDP and DeepSpeed on only for accelerator devices,
+    so such a config on CPU silently trains with DDP. torch's ``fully_shard`` runs on CPU over gloo, and so does
+    DeepSpeed with its CPU accelerator (``DS_ACCELERATOR=cpu``); this gives accelerate's state the plugin the
+    launcher's environment describes (``FSDP_*`` / ``ACCELERATE_DEEPSPEED_*`` variables) and its distributed type, so
+    the Trainer prepares, checkpoints and resumes through its FSDP or DeepSpeed paths, and these are tested on CPU.
+    Call it before the Trainer builds its Accelerator (with the ``DeepSpeedPlugin`` its TrainingArguments made, if
+    any); it does nothing with CUDA or without such a launch."""
+    use_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    use_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if not (use_fsdp or use_deepspeed) or torch.cuda.is_available():
+        return None
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+    from accelerate.utils import DeepSpeedPlugin, DistributedType, FullyShardedDataParallelPlugin
 
     Accelerator(cpu=True)  # forms (or joins) the CPU process group
     state = AcceleratorState()
+    if state.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        return state.distributed_type.value
     if state.distributed_type != DistributedType.MULTI_CPU:
-        return state.distributed_type == DistributedType.FSDP
-    state.fsdp_plugin = FullyShardedDataParallelPlugin()
+        return None
+    if use_fsdp:
+        state.fsdp_plugin = FullyShardedDataParallelPlugin()
+        kind = DistributedType.FSDP
+    else:  # what AcceleratorState does for DeepSpeed on an accelerator device
+        plugin = deepspeed_plugin or DeepSpeedPlugin()
+        plugin.set_mixed_precision(state.mixed_precision)
+        plugin.select(_from_accelerator_state=True)
+        state.deepspeed_plugins = plugin
+        kind = DistributedType.DEEPSPEED
     # both shared states: every later AcceleratorState() copies the PartialState's distributed type over its own
-    PartialState().distributed_type = state.distributed_type = DistributedType.FSDP
-    return True
+    PartialState().distributed_type = state.distributed_type = kind
+    return kind.value
 
 
 # ----------------------------------------------------------------------------------------------------- Trainer
@@ -231,8 +251,15 @@ class AdapterCheckpoints:
     """
 
     def create_accelerator_and_postprocess(self):
-        enable_fsdp_on_cpu()  # TrainingArguments has just reset accelerate's state: FSDP before the Trainer reads it
-        super().create_accelerator_and_postprocess()
+        # TrainingArguments has just reset accelerate's state: set it before the Trainer's Accelerator reads it. That
+        # Accelerator then takes the DeepSpeed plugin from the state (a second one given to it would be an error).
+        plugin = self.args.deepspeed_plugin
+        if enable_sharding_on_cpu(plugin) == "DEEPSPEED":
+            self.args.deepspeed_plugin = None
+        try:
+            super().create_accelerator_and_postprocess()
+        finally:
+            self.args.deepspeed_plugin = plugin
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         output_dir = output_dir or self.args.output_dir

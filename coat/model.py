@@ -547,9 +547,9 @@ class CoATModel(nn.Module):
 
     def load_coat_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         table = state["thinking"]
-        if table.shape != self.thinking_embedding.thinking.shape:
-            raise ValueError(f"saved thinking table has shape {tuple(table.shape)}, expected "
-                             f"{tuple(self.thinking_embedding.thinking.shape)}")
+        expected = distributed.full_shape(self.thinking_embedding.thinking)
+        if table.shape != expected:
+            raise ValueError(f"saved thinking table has shape {tuple(table.shape)}, expected {tuple(expected)}")
         with distributed.gathered([self.thinking_embedding.thinking], modifier_rank=0):
             distributed.copy_full_(self.thinking_embedding.thinking, table)
         head_state = {k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")}
