@@ -53,6 +53,22 @@ def test_fsdp_wraps_each_family_layer_by_layer(family, load_tiny):
         assert get_module_class_from_name(model, name) is not None, name
 
 
+@pytest.mark.parametrize("name, kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("zero2", "DEEPSPEED"),
+                                        ("zero3", "DEEPSPEED")])
+def test_accelerate_configs_load_with_accelerate_and_name_what_they_use(name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))  # unknown keys raise
+    assert config.distributed_type.value == kind
+    if kind == "FSDP":
+        assert config.fsdp_config["fsdp_version"] == 2
+        assert config.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    if kind == "DEEPSPEED":
+        ds = json.loads((ROOT / config.deepspeed_config["deepspeed_config_file"]).read_text())
+        assert ds["zero_optimization"]["stage"] == int(name[-1])
+        assert ds["bf16"]["enabled"] == ds["train_micro_batch_size_per_gpu"] == "auto"  # from the coat config
+
+
 def test_accelerate_state_is_left_alone_without_an_fsdp_or_deepspeed_launch(monkeypatch):
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
