@@ -17,22 +17,22 @@ the time to the first *answer* token (TTFT), the decode rate of the answer's rem
 latency and the forward-call count (decode tokens/s is per sequence: times ``--batch`` for the aggregate).
 Variants are interleaved within each repeat after a warm-up round; figures are medians, and ratios are the
 median of each round's ratio to ``base`` (neighbours in time, so load drifts of a shared machine cancel).
-On CPU one torch thread is the default (``--threads``): on shared cores it gives far steadier figures than
+On CPU one torch thread is the default (``threads``): on shared cores it gives far steadier figures than
 several threads competing with other work. One more untimed run of
 each variant under torch's FlopCounterMode gives FLOPs to the first answer token and per decoded token: the
 machine-independent check (matmuls and the CUDA SDPA kernels; the CPU SDPA kernel is not counted, so on CPU the
 attention-score FLOPs, the only decode work that grows with the K extra cache entries, are left out).
 
-    python benchmarks/generation.py --size mid --new-tokens 32 --repeats 5
-    python benchmarks/generation.py --size 7b --device cuda --dtype bfloat16   # real 7B shapes, random weights
+    coat bench generation --size mid --new-tokens 32 --repeats 5      (python benchmarks/generation.py: the same)
+    coat bench generation --size 7b --device cuda --dtype bfloat16   # real 7B shapes, random weights
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,10 +42,11 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import coat  # noqa: E402
-from benchmarks.common import DTYPES, add_model_arguments, apply_model_arguments, write_report  # noqa: E402
+from benchmarks.common import BenchModelConfig, apply_model_settings, main_of, write_report  # noqa: E402
 from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
-from coat.config_help import plain  # noqa: E402
+from coat.loading import DTYPES  # noqa: E402
+from coat.reports import markdown_table  # noqa: E402
 from coat.thinking import audio_span_ends, insert_thinking  # noqa: E402
 
 SUBJECT = "generation"
@@ -318,50 +319,51 @@ COLUMNS = [("name", "variant", "{}"), ("prompt_tokens", "prompt", "{}"),
 def to_markdown(result: dict) -> str:
     head = (f"generation: {result['family']} {result['size']} on {result['device']} ({result['dtype']}), "
             f"batch {result['batch']}, {result['new_tokens']} new tokens, median of {result['repeats']}")
-    lines = [head, "", "| " + " | ".join(c[1] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in result["rows"]:
-        cells = [fmt.format(row[key] * 1000 if key in ("ttft_s", "total_s") else row[key])
-                 for key, _, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| K | CoAT decode within 3% of base | CoAT decode FLOP/token / base | CoAT decode / base +K prompt "
-              "| CoAT calls == base | CoAT TTFT / TTFT of base +K prompt |", "|---|---|---|---|---|---|"]
-    for k, t in result["targets"].items():
-        lines.append(f"| {k.split('=')[1]} | {t['decode_tokens_per_s_within_3pct']} "
-                     f"| {t['decode_gflops_per_token_ratio']:.4f} "
-                     f"| {t['decode_tokens_per_s_vs_padded_base_ratio']:.3f} "
-                     f"| {t['forward_calls_equal_base']} | {t['ttft_vs_padded_base_ratio']:.3f} |")
-    return "\n".join(lines) + "\n"
+    rows = [[fmt.format(row[key] * 1000 if key in ("ttft_s", "total_s") else row[key]) for key, _, fmt in COLUMNS]
+            for row in result["rows"]]
+    checks = [[k.split("=")[1], t["decode_tokens_per_s_within_3pct"], f"{t['decode_gflops_per_token_ratio']:.4f}",
+               f"{t['decode_tokens_per_s_vs_padded_base_ratio']:.3f}", t["forward_calls_equal_base"],
+               f"{t['ttft_vs_padded_base_ratio']:.3f}"] for k, t in result["targets"].items()]
+    header = ["K", "CoAT decode within 3% of base", "CoAT decode FLOP/token / base", "CoAT decode / base +K prompt",
+              "CoAT calls == base", "CoAT TTFT / TTFT of base +K prompt"]
+    return f"{head}\n\n{markdown_table([c[1] for c in COLUMNS], rows)}\n{markdown_table(header, checks)}"
 
 
 def write(result: dict, out: str | Path) -> Path:
     return write_report(result, out, SUBJECT, to_markdown)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="coat bench generation", description=plain(__doc__.split("\n\n")[0]))
-    add_model_arguments(parser, SUBJECT)
-    parser.add_argument("--ks", default="8,16,32", help="comma-separated K values")
-    parser.add_argument("--new-tokens", type=int, default=32, help="N answer tokens (fixed length, greedy)")
-    parser.add_argument("--batch", type=int, default=1, help="prompts per generate() call")
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds of every variant (medians reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds of every variant first")
-    return parser
+@dataclass
+class GenerationBenchConfig(BenchModelConfig):
+    """``coat bench generation``: the model, the K values and the generation budget."""
+
+    out: str = field(default=f"runs/bench/{SUBJECT}", metadata={"help": "folder for generation.json / .md"})
+    ks: list[int] = field(default_factory=lambda: [8, 16, 32], metadata={"help": "K values (--ks 8,16,32)"})
+    new_tokens: int = field(default=32, metadata={"help": "N answer tokens (fixed length, greedy)"})
+    batch: int = field(default=1, metadata={"help": "prompts per generate() call"})
+    repeats: int = field(default=5, metadata={"help": "timed rounds of every variant (medians reported)"})
+    warmup: int = field(default=1, metadata={"help": "untimed rounds of every variant first"})
 
 
-def help_text(argv=()) -> str:
-    return build_parser().format_help()
+def bench(config: GenerationBenchConfig) -> None:
+    """What CoAT costs at inference, next to the base model and the alternatives: time to first token, decode
+    tokens/s, forward calls and FLOPs of base, CoAT K=k, the base on a k-longer prompt, multi-pass latent
+    (Coconut-style) and a text chain of thought, measured side by side in one run. Writes generation.json and
+    generation.md to out.
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    dtype = apply_model_arguments(args)
-    result = run(family=args.family, size=args.size, device=args.device, dtype=dtype,
-                 ks=tuple(int(k) for k in args.ks.split(",")), new_tokens=args.new_tokens, batch=args.batch,
-                 repeats=args.repeats, warmup=args.warmup, seed=args.seed)
-    write(result, args.out)
+    Examples:
+        coat bench generation --size mid      # ~2.5 min on 2 CPU cores
+        coat bench generation --size 7b --device cuda   # the released 7B shapes, random weights
+    """
+    dtype = apply_model_settings(config)
+    result = run(family=config.family, size=config.size, device=config.device, dtype=dtype, ks=tuple(config.ks),
+                 new_tokens=config.new_tokens, batch=config.batch, repeats=config.repeats, warmup=config.warmup,
+                 seed=config.seed)
+    write(result, config.out)
     print(to_markdown(result))
-    return 0
 
+
+main = main_of(SUBJECT)
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

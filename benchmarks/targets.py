@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from coat.config_io import load_config
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import main_of  # noqa: E402
+from coat.files import write_atomic  # noqa: E402
+from coat.reports import markdown_table  # noqa: E402
 
 
 @dataclass
@@ -78,7 +84,7 @@ def _best_time(fn, repeats: int, device: torch.device) -> float:
 
 def bench_expert(name: str, params: dict[str, Any], config: BenchTargetsConfig) -> dict[str, Any]:
     from coat.experts import build_expert
-    from coat.experts.cache import length_batches, pad_batch
+    from coat.experts.compute import length_batches, pad_batch
 
     device = torch.device(config.device)
     expert = build_expert(name, **params).to(device)
@@ -107,18 +113,14 @@ def bench_expert(name: str, params: dict[str, Any], config: BenchTargetsConfig) 
     }
 
 
-def markdown_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
-    lines = [
-        f"Target extraction throughput on {env['device']} ({env['device_name']}, torch {env['torch']}, "
-        f"{env['threads']} threads); audio seconds per second of compute.",
-        "",
-        "| expert | clips | audio s | batches | batched (audio s/s) | one at a time (audio s/s) | batched / single |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in rows:
-        lines.append(f"| {r['expert']} | {r['clips']} | {r['audio_seconds']:.1f} | {r['batches']} | "
-                     f"{r['batched_audio_s_per_s']:.1f} | {r['single_audio_s_per_s']:.1f} | {r['ratio']:.2f}x |")
-    return "\n".join(lines) + "\n"
+def results_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
+    head = (f"Target extraction throughput on {env['device']} ({env['device_name']}, torch {env['torch']}, "
+            f"{env['threads']} threads); audio seconds per second of compute.")
+    header = ["expert", "clips", "audio s", "batches", "batched (audio s/s)", "one at a time (audio s/s)",
+              "batched / single"]
+    cells = [[r["expert"], r["clips"], f"{r['audio_seconds']:.1f}", r["batches"], f"{r['batched_audio_s_per_s']:.1f}",
+              f"{r['single_audio_s_per_s']:.1f}", f"{r['ratio']:.2f}x"] for r in rows]
+    return f"{head}\n\n{markdown_table(header, cells)}"
 
 
 def run(config: BenchTargetsConfig) -> dict[str, Any]:
@@ -132,31 +134,27 @@ def run(config: BenchTargetsConfig) -> dict[str, Any]:
     result = {"benchmark": "targets", "config": asdict(config), "env": env, "results": rows}
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    table = markdown_table(rows, env)
-    (out / "results.md").write_text(table)
+    write_atomic(out / "results.json", json.dumps(result, indent=2))
+    table = results_table(rows, env)
+    write_atomic(out / "results.md", table)
     print(table)
     print(f"written to {out / 'results.json'} and {out / 'results.md'}")
     return result
 
 
-def help_text(argv=()) -> str:
-    from coat.config_help import command_help
+def bench(config: BenchTargetsConfig) -> None:
+    """Target extraction throughput: audio seconds processed per second by each expert, batched by length (the
+    cache's own batching) next to one clip at a time, side by side in one process on the same synthesised clips.
+    Writes results.json and results.md to out_dir and prints the table.
 
-    summary = " ".join(__doc__.split("\n\n")[1].split())
-    return command_help("coat bench targets", summary, BenchTargetsConfig,
-                        usage="coat bench targets [config.yaml] [key=value ...]",
-                        examples=["coat bench targets", "coat bench targets num_clips=64 repeats=3 device=cuda"])
+    Examples:
+        coat bench targets
+        coat bench targets num_clips=64 repeats=3 device=cuda
+    """
+    run(config)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(argv or [])
-    path, overrides = (argv[0], argv[1:]) if argv and "=" not in argv[0] else (None, argv)
-    run(load_config(BenchTargetsConfig, path, overrides))
-    return 0
-
+main = main_of("targets")
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main(sys.argv[1:]))

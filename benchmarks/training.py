@@ -16,14 +16,13 @@ counts: on CUDA ``torch.cuda.max_memory_allocated`` over the steps, on CPU the p
 (``VmHWM``, reset after set-up through ``/proc/self/clear_refs``) over the steps, with the resident size after
 set-up reported next to it. FLOPs per step (one more step under torch's FlopCounterMode; matmuls and the CUDA
 SDPA kernels, not the CPU SDPA one) split the cost machine-independently: ``coat text`` - ``lora`` is the
-K-longer sequence, ``coat`` - ``coat text`` the heads. ``--profile`` adds a torch.profiler table per variant.
+K-longer sequence, ``coat`` - ``coat text`` the heads. ``profile`` adds a torch.profiler table per variant.
 
-    python benchmarks/training.py --size mid --steps 5
+    coat bench training --size mid --steps 5      (python benchmarks/training.py: the same)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -31,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,16 +40,19 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import coat  # noqa: E402
-from benchmarks.common import DTYPES, add_model_arguments, apply_model_arguments, write_report  # noqa: E402
+from benchmarks.common import BenchModelConfig, apply_model_settings, main_of, write_report  # noqa: E402
 from benchmarks.generation import build  # noqa: E402
 from coat import zoo  # noqa: E402
 from coat.adapters import get_adapter  # noqa: E402
-from coat.config_help import plain  # noqa: E402
-from coat.experts.base import TargetSpec  # noqa: E402
+from coat.files import write_atomic  # noqa: E402
 from coat.heads import HeadConfig, prepare_active_targets  # noqa: E402
-from coat.model import lora_target_pattern  # noqa: E402
+from coat.loading import DTYPES  # noqa: E402
+from coat.model_io import lora_target_pattern  # noqa: E402
+from coat.reports import markdown_table  # noqa: E402
+from coat.targets import TargetSpec  # noqa: E402
 
 SUBJECT = "training"
+_MEMORY_CHILD = "--memory-child"  # how _memory_subprocess starts this file: one variant's peak memory, as JSON
 VARIANTS = ("lora", "coat text", "coat")
 MEL_RATE = 100.0  # mel frames per second of every supported processor (hop 160 at 16 kHz)
 
@@ -206,7 +208,7 @@ def measure_memory(variant: str, opts: dict) -> dict:
 
 
 def _memory_subprocess(variant: str, opts: dict) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child", variant, "--_opts", json.dumps(opts)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), _MEMORY_CHILD, variant, json.dumps(opts)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -240,7 +242,7 @@ def _profile(setup: Setup, device: str, out: Path) -> dict:
     table = prof.key_averages().table(sort_by=sort, row_limit=25)
     path = out / f"{SUBJECT}_profile_{setup.variant.replace(' ', '_')}.txt"
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(table + "\n")
+    write_atomic(path, table + "\n")
     return {"table": str(path)}
 
 
@@ -325,7 +327,7 @@ def to_markdown(result: dict) -> str:
             "xFLOP", "head GFLOP"]
     if mem:
         cols += ["peak MB (model+step)", "xpeak", "process peak MB", "xprocess", "step +MB"]
-    lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows = []
     for r in result["rows"]:
         cells = [r["variant"], str(r["sequence"]), f"{r['trainable_params']:,}", f"{r['head_params']:,}",
                  str(r["forward_calls_per_step"]), f"{r['step_s'] * 1000:.1f}", f"{r['step_ratio']:.3f}",
@@ -333,7 +335,8 @@ def to_markdown(result: dict) -> str:
         if mem:
             cells += [f"{r['model_peak_mb']:.1f}", f"{r['peak_ratio']:.3f}", f"{r['peak_mb']:.1f}",
                       f"{r['process_peak_ratio']:.3f}", f"{r['step_memory_mb']:.1f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines = [head, "", markdown_table(cols, rows).rstrip()]
     if mem:
         lines += ["", f"memory: {result['memory_method']}; 'model+step' = peak minus the process's size before "
                   "the model was built (Python, torch, transformers)"]
@@ -345,45 +348,49 @@ def write(result: dict, out: str | Path) -> Path:
     return write_report(result, out, SUBJECT, to_markdown)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="coat bench training", description=plain(__doc__.split("\n\n")[0]))
-    add_model_arguments(parser, SUBJECT)
-    parser.add_argument("--k", type=int, default=16, help="thinking positions K")
-    parser.add_argument("--batch", type=int, default=4, help="prompts per training step")
-    parser.add_argument("--answer-len", type=int, default=16, help="answer tokens per prompt (the labels)")
-    parser.add_argument("--lora-rank", type=int, default=16, help="LoRA rank of both variants")
-    parser.add_argument("--head-d-model", type=int, default=HeadConfig.d_model, help="expert head width")
-    parser.add_argument("--head-frames", type=int, default=HeadConfig.num_frames, help="F frames per head")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, 'lora' first")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per variant (interleaved)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
-    parser.add_argument("--memory-steps", type=int, default=2, help="steps in each peak-memory subprocess")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--profile", action="store_true", help="torch.profiler table of one step per variant")
-    parser.add_argument("--_memory-child", dest="memory_child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--_opts", dest="opts", default=None, help=argparse.SUPPRESS)
-    return parser
+@dataclass
+class TrainingBenchConfig(BenchModelConfig):
+    """``coat bench training``: the model, the CoAT settings and the steps timed."""
+
+    out: str = field(default=f"runs/bench/{SUBJECT}", metadata={"help": "folder for training.json / .md"})
+    k: int = field(default=16, metadata={"help": "thinking positions K"})
+    batch: int = field(default=4, metadata={"help": "prompts per training step"})
+    answer_len: int = field(default=16, metadata={"help": "answer tokens per prompt (the labels)"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank of every variant"})
+    head_d_model: int = field(default=HeadConfig.d_model, metadata={"help": "expert head width"})
+    head_frames: int = field(default=HeadConfig.num_frames, metadata={"help": "F frames per head"})
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS),
+                                metadata={"help": f"of {VARIANTS}, 'lora' first (--variants lora,coat)"})
+    steps: int = field(default=5, metadata={"help": "timed steps per variant (interleaved)"})
+    warmup: int = field(default=2, metadata={"help": "untimed steps per variant first"})
+    memory_steps: int = field(default=2, metadata={"help": "steps in each peak-memory subprocess"})
+    memory: bool = field(default=True, metadata={"help": "measure peak memory in subprocesses (--no-memory: skip)"})
+    profile: bool = field(default=False, metadata={"help": "a torch.profiler table of one step per variant"})
 
 
-def help_text(argv=()) -> str:
-    return build_parser().format_help()
+def bench(config: TrainingBenchConfig) -> None:
+    """What a CoAT training step costs next to the same LoRA fine-tuning step without CoAT: step time (interleaved,
+    one process), peak memory (a subprocess per variant) and FLOPs of lora, coat text (the K-longer sequence) and
+    coat (with heads and cached targets). Writes training.json and training.md to out.
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    dtype = apply_model_arguments(args)
-    if args.memory_child:
-        print(json.dumps(measure_memory(args.memory_child, json.loads(args.opts))))
-        return 0
-    result = run(family=args.family, size=args.size, device=args.device, dtype=dtype, k=args.k, batch=args.batch,
-                 answer_len=args.answer_len, lora_rank=args.lora_rank, steps=args.steps, warmup=args.warmup,
-                 memory=not args.no_memory, memory_steps=args.memory_steps, profile=args.profile, out=args.out,
-                 head_config=HeadConfig(d_model=args.head_d_model, num_frames=args.head_frames),
-                 variants=tuple(args.variants.split(",")), seed=args.seed)
-    write(result, args.out)
+    Examples:
+        coat bench training --size mid        # ~5 min on 2 CPU cores
+        coat bench training --size mid --head-d-model 128
+    """
+    dtype = apply_model_settings(config)
+    result = run(family=config.family, size=config.size, device=config.device, dtype=dtype, k=config.k,
+                 batch=config.batch, answer_len=config.answer_len, lora_rank=config.lora_rank, steps=config.steps,
+                 warmup=config.warmup, memory=config.memory, memory_steps=config.memory_steps, profile=config.profile,
+                 out=config.out, head_config=HeadConfig(d_model=config.head_d_model, num_frames=config.head_frames),
+                 variants=tuple(config.variants), seed=config.seed)
+    write(result, config.out)
     print(to_markdown(result))
-    return 0
 
+
+main = main_of(SUBJECT)
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == [_MEMORY_CHILD]:
+        print(json.dumps(measure_memory(sys.argv[2], json.loads(sys.argv[3]))))
+        raise SystemExit(0)
     raise SystemExit(main(sys.argv[1:]))

@@ -41,6 +41,7 @@ import yaml
 
 from coat.config_io import ConfigError, from_dict, merge, parse_overrides, read_yaml
 from coat.files import config_digest, write_atomic
+from coat.reports import figure, markdown_table
 from coat.smoke import tiny_model_note
 from coat.training import TrainConfig
 
@@ -146,20 +147,20 @@ def _section(value: Any, what: str) -> dict[str, Any]:
     return merge(read_yaml(path), _nested(overrides))
 
 
-def load_ablation_config(path: str | os.PathLike, overrides: list[str] | None = None) -> AblationConfig:
-    """The ablation config at ``path`` with ``key=value`` overrides, checked through (train and eval sections,
-    grid, runs filter) so that a typo anywhere stops the command before anything trains."""
-    path = Path(path)
-    data = read_yaml(path)
+def load_ablation_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> AblationConfig:
+    """The ablation config at ``path`` (or only ``overrides``) with ``key=value`` overrides, checked through (train
+    and eval sections, grid, runs filter) so that a typo anywhere stops the command before anything trains."""
+    data = read_yaml(path) if path is not None else {}
     for key in ("train", "eval"):  # a bare path becomes {path}, so that `train.overrides.x=1` merges onto it
         if isinstance(data.get(key), str):
             data[key] = {"path": data[key]}
     data = merge(data, parse_overrides(overrides or []))
+    folder = Path(path).resolve().parent if path is not None else Path.cwd()
     for key in ("train", "eval"):  # relative include paths are relative to this YAML's folder
         section = data.get(key)
         if isinstance(section, dict) and isinstance(section.get("path"), str):
             if not Path(section["path"]).is_absolute():
-                section["path"] = str(path.resolve().parent / section["path"])
+                section["path"] = str(folder / section["path"])
     config = from_dict(AblationConfig, data)
     resolve(config)
     return config
@@ -301,9 +302,7 @@ def run_one(resolved: ResolvedAblation, run: GridRun, output_dir: Path, seed: in
          f"K={train.coat.num_thinking}, stages {info['stages']})")
 
     start = time.time()
-    result = run_training(train, callbacks=callbacks)
-    adapter = result["adapter"]
-    del result  # the trained model: the evaluation loads the base model afresh
+    adapter = run_training(train, callbacks=callbacks).adapter  # the evaluation loads the base model afresh
     train_seconds = time.time() - start
 
     start = time.time()
@@ -374,12 +373,9 @@ def _cell(value) -> str:
 
 def table_markdown(records: list[dict[str, Any]], columns: list[str]) -> str:
     """Rows: runs (with their experts and K); columns: metrics."""
-    lines = ["| run | experts | K | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
-    for r in records:
-        cells = [_cell(r["metrics"].get(c)) for c in columns]
-        lines.append(f"| {r['run']} | {', '.join(r['experts']) or '-'} | {r['num_thinking']} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [[r["run"], ", ".join(r["experts"]) or "-", r["num_thinking"],
+             *(_cell(r["metrics"].get(c)) for c in columns)] for r in records]
+    return markdown_table(["run", "experts", "K", *columns], rows)
 
 
 def table_csv(records: list[dict[str, Any]], columns: list[str]) -> str:
@@ -393,24 +389,15 @@ def table_csv(records: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def plot_metric(records: list[dict[str, Any]], metric: str, path: Path, note: str = "") -> None:
-    """A bar chart of ``metric`` per run (matplotlib, Agg backend: no display needed); ``note`` goes under the
-    title (why the bars may be empty)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """A bar chart of ``metric`` per run; ``note`` goes under the title (why the bars may be empty)."""
     names = [r["run"] for r in records]
     values = [float(r["metrics"].get(metric) or 0.0) for r in records]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 1.5), 3.5))
-    bars = ax.bar(names, values, color=["#999999" if not r["thinking"] else "#4c72b0" for r in records])
-    ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    ax.set_ylim(0, max(values + [0.0]) * 1.15 or 1.0)
-    ax.set_ylabel(metric)
-    ax.set_title(f"coat ablate: {metric}" + (f"\n{note}" if note else ""), fontsize=10 if note else None)
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    with figure(path, (max(4.0, 0.8 * len(names) + 1.5), 3.5)) as (_, ax):
+        bars = ax.bar(names, values, color=["#999999" if not r["thinking"] else "#4c72b0" for r in records])
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+        ax.set_ylim(0, max(values + [0.0]) * 1.15 or 1.0)
+        ax.set_ylabel(metric)
+        ax.set_title(f"coat ablate: {metric}" + (f"\n{note}" if note else ""), fontsize=10 if note else None)
+        for label in ax.get_xticklabels():
+            label.set_rotation(30)
+            label.set_horizontalalignment("right")

@@ -202,9 +202,10 @@ def check_value(key: str, value, tp):
         raise ConfigError(f"{key}{err.where}: expected {err.expected}, got {got}") from None
 
 
-def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "", default: Any = None) -> T:
     """Build dataclass ``cls`` from a (nested) dict, rejecting unknown keys with their full path and values that do
-    not match their field's type (the error names the key, the value and the expected type)."""
+    not match their field's type (the error names the key, the value and the expected type). ``default``: an
+    instance of ``cls`` whose values stand for the keys ``data`` leaves out (a parent's default for this section)."""
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{where.rstrip('.') or 'config'}: expected {_describe(cls)}, got {data!r} ({_kind(data)})")
     data = dict(data or {})
@@ -213,7 +214,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     if unknown:
         path = ", ".join(f"{where}{k}" for k in unknown)
         raise ConfigError(f"unknown config key(s): {path}. Valid keys here: {', '.join(sorted(types_))}")
-    defaults = _field_defaults(cls)
+    defaults = _shallow_dict(default) if dataclasses.is_dataclass(default) else _field_defaults(cls)
     kwargs = {}
     for key, value in data.items():
         tp = types_[key]
@@ -221,10 +222,12 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         sub = _dataclass_in(tp)
         items = _list_of_dataclass(tp)
         if sub is not None and isinstance(value, dict):
-            # A partial section updates the parent's own default for it, not the section class's defaults.
-            default = defaults.get(key)
-            base = _shallow_dict(default) if dataclasses.is_dataclass(default) else {}
-            value = from_dict(sub, {**base, **value}, f"{where}{key}.")
+            # A partial section updates the parent's own default for it (at any depth: data.synth.test_size=7
+            # keeps the rest of the demo's data.synth), not the section class's defaults.
+            inner = defaults.get(key)
+            inner = inner if dataclasses.is_dataclass(inner) else None
+            base = _shallow_dict(inner) if inner is not None else {}
+            value = from_dict(sub, {**base, **value}, f"{where}{key}.", inner)
         elif items is not None and isinstance(value, (list, tuple)):
             value = [from_dict(items, v, f"{where}{key}[{i}].") if isinstance(v, dict) else v
                      for i, v in enumerate(value)]

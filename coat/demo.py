@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
+import dataclasses
 import json
 import math
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,10 +49,13 @@ import numpy as np
 import torch
 
 from coat.config import CoATConfig
+from coat.data.config import DataConfig
+from coat.data.sources import SourceConfig
 from coat.data.synth import GENERATOR_VERSION, SynthConfig
 from coat.experts.base import ExpertConfig
 from coat.files import atomic_dir, config_digest, write_atomic
 from coat.heads import HeadConfig
+from coat.reports import figure, markdown_table
 from coat.smoke import quick_demo_note
 from coat.training import LoraSettings
 
@@ -64,11 +68,11 @@ VARIANT_HELP = {
 CAPTION_PROMPT = "Describe the audio."
 
 
-# --quick: the same recipe on a few dozen clips, about a minute on 2 CPU cores (a smoke run, not a result)
+# quick=true (--quick): the same recipe on a few dozen clips, about 20 s on 2 CPU cores (a smoke run, not a result)
 QUICK: dict[str, Any] = {
     "output_dir": "runs/demo_quick",
     "pretrain": {"examples": 96, "steps": 30},
-    "data": {"train_size": 48, "validation_size": 24, "test_size": 48},
+    "data": {"synth": {"train_size": 48, "validation_size": 24, "test_size": 48}},
     "training": {"steps": 8},
 }
 
@@ -136,7 +140,7 @@ class VariantTraining:
 
 @dataclass
 class DemoConfig:
-    """``coat demo``'s settings (configs/demo.yaml). ``quick`` holds the overrides ``--quick`` applies."""
+    """``coat demo``'s settings (configs/demo.yaml). ``quick`` applies the overrides ``quick_overrides`` holds."""
 
     output_dir: str = field(default="runs/demo", metadata={"help": "demo.md, demo.png, demo.json, adapter/"})
     cache_dir: str = field(default="runs/demo_cache",
@@ -146,8 +150,9 @@ class DemoConfig:
     model: SmallModelConfig = field(default_factory=SmallModelConfig,
                                     metadata={"help": "the small Qwen2-Audio pre-trained from scratch"})
     pretrain: PretrainConfig = field(default_factory=PretrainConfig, metadata={"help": "its caption pre-training"})
-    data: SynthConfig = field(default_factory=lambda: SynthConfig(train_size=600, validation_size=300, test_size=600),
-                              metadata={"help": "the synthetic acoustic QA benchmark (coat.data.synth)"})
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(synth=SynthConfig(train_size=600, validation_size=300, test_size=600)),
+        metadata={"help": "the synthetic acoustic QA benchmark (data.synth; the demo needs no source)"})
     eval_split: str = field(default="test", metadata={"help": "test, or validation for design choices"})
     num_thinking: int = field(default=8, metadata={"help": "K thinking positions of the two thinking variants"})
     thinking_layer: int = field(default=0, metadata={"help": "decoder layer whose thinking states the heads read"})
@@ -166,8 +171,11 @@ class DemoConfig:
     eval_batch_size: int = field(default=50, metadata={"help": "prompts per generate() call in evaluation"})
     max_new_tokens: int = field(default=8, metadata={"help": "answer tokens generated per question (greedy)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (fixed, for reproducible sums)"})
-    quick: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(QUICK),
-                                  metadata={"help": "the overrides --quick applies (a nested mapping)"})
+    quick: bool = field(default=False, metadata={
+        "help": "a smoke run of about 20 s: quick_overrides apply (under the command line's keys); its scores mean "
+                "nothing and its report says so"})
+    quick_overrides: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(QUICK),
+                                            metadata={"help": "the overrides quick applies (a nested mapping)"})
 
     def __post_init__(self):
         if self.seeds < 1:
@@ -176,58 +184,43 @@ class DemoConfig:
             raise ValueError(f"eval_split must be validation or test, got {self.eval_split!r}")
         if self.num_thinking < 1:
             raise ValueError("num_thinking must be >= 1 (the thinking variants need a block)")
-        if self.data.split_size(self.eval_split) < 1 or self.data.train_size < 1:
-            raise ValueError(f"data needs train examples and {self.eval_split} examples")
+        if self.data.synth is None or self.data.source is not None:
+            raise ValueError("the demo runs on the synthetic benchmark: data.synth, and no data.source")
+        if self.data.synth.split_size(self.eval_split) < 1 or self.data.synth.train_size < 1:
+            raise ValueError(f"data.synth needs train examples and {self.eval_split} examples")
 
 
-def load_demo_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None, *,
-                     quick: bool = False, seeds: int | None = None, output: str | None = None) -> DemoConfig:
-    """DemoConfig from its defaults, the YAML at ``path`` (keys it sets), ``quick``'s overrides (with ``quick``), then
-    ``seeds`` / ``output`` and ``key=value`` overrides."""
+def load_demo_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> DemoConfig:
+    """DemoConfig from its defaults, the YAML at ``path`` (keys it sets), then, with ``quick``, its
+    ``quick_overrides``, then the ``key=value`` overrides (which win over both)."""
     from coat.config_io import from_dict, merge, parse_overrides, read_yaml
 
     data = read_yaml(path) if path is not None else {}
     cli = parse_overrides(overrides or [])
-    if seeds is not None:
-        cli["seeds"] = seeds
-    if output is not None:
-        cli["output_dir"] = output
-    if quick:
-        defaults = from_dict(DemoConfig, merge(data, cli)).quick
-        data = merge(data, defaults)
-    return from_dict(DemoConfig, merge(data, cli))
+    config = from_dict(DemoConfig, merge(data, cli))
+    if not config.quick:
+        return config
+    return from_dict(DemoConfig, merge(merge(data, config.quick_overrides), cli))
 
 
 # ------------------------------------------------------------------------------------------------- small model
 def demo_words() -> list[str]:
-    from coat.loading import synth_words
+    from coat.data.synth import synth_words
 
     return [*synth_words(), *CAPTION_PROMPT.split()]
 
 
 def build_small_model(processor, config: SmallModelConfig):
-    """A random Qwen2-Audio of ``config``'s sizes whose vocabulary, special ids and audio window match
-    ``processor`` (what :func:`coat.zoo.model_for_processor` does for the ``tiny`` size)."""
-    import transformers as tf
+    """A random Qwen2-Audio of ``config``'s sizes (:func:`coat.zoo.model_for_processor`) whose vocabulary, special ids
+    and audio window match ``processor``; its answers end at ``<|im_end|>`` (the chat template's turn end)."""
+    from coat import zoo
 
-    tok = processor.tokenizer
-    end = tok.convert_tokens_to_ids("<|im_end|>")
-    audio = dict(model_type="qwen2_audio_encoder", d_model=config.audio_d_model, encoder_layers=config.audio_layers,
-                 encoder_attention_heads=config.audio_heads, encoder_ffn_dim=config.audio_ffn, num_mel_bins=80,
-                 max_source_positions=processor.feature_extractor.nb_max_frames // 2)
-    text = dict(model_type="qwen2", hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+    text = dict(hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
                 num_hidden_layers=config.layers, num_attention_heads=config.attention_heads,
-                num_key_value_heads=config.kv_heads, vocab_size=len(tok), max_position_embeddings=512,
-                pad_token_id=tok.pad_token_id, eos_token_id=end, bos_token_id=None, tie_word_embeddings=False)
-    model_config = tf.Qwen2AudioConfig(audio_config=audio, text_config=text,
-                                       audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
-                                       audio_eos_token_id=tok.convert_tokens_to_ids("<|audio_eos|>"))
-    torch.manual_seed(config.seed)
-    model = tf.Qwen2AudioForConditionalGeneration(model_config)
-    # answers end in <|im_end|> (the chat template's turn end): generation stops there
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = end
-    return model
+                num_key_value_heads=config.kv_heads, max_position_embeddings=512)
+    audio = dict(d_model=config.audio_d_model, encoder_layers=config.audio_layers,
+                 encoder_attention_heads=config.audio_heads, encoder_ffn_dim=config.audio_ffn)
+    return zoo.model_for_processor(processor, seed=config.seed, text=text, audio=audio, answer_end="<|im_end|>")
 
 
 def _caption(text: str, vocab) -> str:
@@ -255,15 +248,14 @@ def event_caption(example: dict) -> str:
     return example["caption"]
 
 
-def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list[float]:
-    """Full fine-tuning on audio -> caption (every weight trains). Returns the loss curve (per step)."""
-    from transformers import get_cosine_schedule_with_warmup
-
-    from coat.data.collate import CoATCollator
+def caption_examples(processor, config: DemoConfig) -> list[dict]:
+    """The pre-training examples: each clip of its own seed with its caption (a detailed one for
+    ``pretrain.detailed_fraction`` of them, :func:`event_caption`'s for the rest), and with ``text_captions`` the
+    detailed caption of each of the rest as a text-only example (``audio`` None)."""
     from coat.data.synth import generate_split
 
     p = config.pretrain
-    synth = SynthConfig(**{**asdict(config.data), "seed": p.data_seed, "train_size": p.examples,
+    synth = SynthConfig(**{**asdict(config.data.synth), "seed": p.data_seed, "train_size": p.examples,
                            "validation_size": 0, "test_size": 0})
     vocab = processor.tokenizer.get_vocab()
     detailed = np.random.default_rng(p.data_seed).random(p.examples) < p.detailed_fraction
@@ -273,38 +265,54 @@ def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list
                          "answer": _caption(ex["caption"] if detailed[i] else event_caption(ex), vocab)})
         if p.text_captions and not detailed[i]:
             examples.append({"audio": None, "prompt": CAPTION_PROMPT, "answer": _caption(ex["caption"], vocab)})
-    collate = CoATCollator(processor)
-    model.train()
+    return examples
+
+
+def drawn_in_order(examples: list[dict], batch_size: int, steps: int, seed: int) -> list[dict]:
+    """``steps`` batches of ``examples``, one after the other: epochs of a seeded shuffle, a batch taking what is
+    left of one epoch and the start of the next."""
+    g = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    drawn = []
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order += torch.randperm(len(examples), generator=g).tolist()
+        drawn += [examples[i] for i in order[:batch_size]]
+        order = order[batch_size:]
+    return drawn
+
+
+def pretrain_captioning(model, processor, config: DemoConfig, log=print) -> list[float]:
+    """Full fine-tuning on audio -> caption (every weight trains), on the CPU, with the training recipe's
+    :class:`~coat.training.CoATTrainer`: AdamW and a cosine schedule with warm-up, the batches drawn in order, and
+    text-only examples collated apart from those with audio (:class:`~coat.data.collate.PartsCollator`). Returns
+    the loss curve (per step)."""
+    from transformers import TrainingArguments, get_cosine_schedule_with_warmup
+
+    from coat.data.collate import CoATCollator, PartsCollator
+    from coat.training import stage_trainer
+
+    p = config.pretrain
+    drawn = drawn_in_order(caption_examples(processor, config), p.batch_size, p.steps, p.data_seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, p.warmup_steps, p.steps)
-    g = torch.Generator().manual_seed(p.data_seed)
-    order: list[int] = []
-    losses = []
-    for step in range(p.steps):
-        if len(order) < p.batch_size:
-            order += torch.randperm(len(examples), generator=g).tolist()
-        chosen = [examples[i] for i in order[:p.batch_size]]
-        order = order[p.batch_size:]
-        # text-only examples (text_captions) go in their own batch; the loss is the per-example weighted mean
-        parts = [[ex for ex in chosen if ex["audio"] is not None], [ex for ex in chosen if ex["audio"] is None]]
-        loss = sum(model(**collate(part)).loss * len(part) for part in parts if part) / len(chosen)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-        if step % 50 == 0 or step == p.steps - 1:
-            log(f"  pre-training step {step + 1}/{p.steps}: caption loss {losses[-1]:.3f}")
+    with tempfile.TemporaryDirectory() as scratch:  # the Trainer's output folder: nothing is saved there
+        args = TrainingArguments(output_dir=scratch, per_device_train_batch_size=p.batch_size, max_steps=p.steps,
+                                 train_sampling_strategy="sequential", max_grad_norm=1.0, logging_steps=50,
+                                 save_strategy="no", report_to=[], remove_unused_columns=False, disable_tqdm=True,
+                                 use_cpu=True, seed=p.data_seed)
+        trainer = stage_trainer(model, args, drawn, PartsCollator(CoATCollator(processor)), "pretrain",
+                                progress=False, optimizers=(optimizer, schedule))
+        trainer.train()
     model.eval()
-    return losses
+    return trainer.losses
 
 
 def pretrained_model(config: DemoConfig, log=print) -> Path:
     """The folder of the pre-trained small model and its processor; built once per settings, then reused."""
     from coat import zoo
 
-    key = config_digest(config.model, config.pretrain, config.data.categories, GENERATOR_VERSION)
+    key = config_digest(config.model, config.pretrain, config.data.synth.categories, GENERATOR_VERSION)
     folder = Path(config.cache_dir) / f"model-{key}"
     if (folder / "config.json").is_file():
         log(f"pre-trained model: reusing {folder}")
@@ -327,8 +335,9 @@ def pretrained_model(config: DemoConfig, log=print) -> Path:
 # ------------------------------------------------------------------------------------------------- variants
 def train_config(config: DemoConfig, variant: str, model_dir: Path, seed: int, output_dir: Path):
     """The :class:`~coat.training.TrainConfig` of one variant: same data, steps, learning rate and seed."""
+    from coat.experts.config import TargetsConfig
     from coat.loading import ModelConfig
-    from coat.training import DataConfig, StageConfig, TargetCacheConfig, TrainConfig, TrainingSettings
+    from coat.training import StageConfig, TrainConfig, TrainingSettings
 
     t = config.training
     k = 0 if variant == "no_thinking" else config.num_thinking
@@ -339,14 +348,15 @@ def train_config(config: DemoConfig, variant: str, model_dir: Path, seed: int, o
         stages.append(StageConfig("warmup", first, max_steps=t.heads_warmup_steps, learning_rate=t.learning_rate))
     stages.append(StageConfig("joint", parts, max_steps=t.steps, learning_rate=t.learning_rate))
     # only the train split matters here: evaluation sizes must not change the data hash (and its targets)
-    data = SynthConfig(**{**asdict(config.data), "validation_size": 0, "test_size": 0})
+    data = dataclasses.replace(config.data, synth=SynthConfig(**{**asdict(config.data.synth), "validation_size": 0,
+                                                                 "test_size": 0}), synth_split="train")
     return TrainConfig(
         model=ModelConfig(name_or_path=str(model_dir), dtype="float32"),
         coat=CoATConfig(num_thinking=k, thinking_layer=config.thinking_layer),
         heads=config.heads,
         experts=copy.deepcopy(config.experts) if variant == "coat" else [],
-        targets=TargetCacheConfig(cache_dir=str(Path(config.cache_dir) / "targets"), compute=True),
-        data=DataConfig(synth=data),
+        targets=TargetsConfig(cache_dir=str(Path(config.cache_dir) / "targets"), compute=True),
+        data=data,
         lora=config.lora,
         stages=stages,
         training=TrainingSettings(output_dir=str(output_dir), seed=seed, per_device_batch_size=t.batch_size,
@@ -362,24 +372,25 @@ def expert_targets(coat_config, log=print) -> None:
     loader seeds), so a run that extracts would initialise its thinking table and heads differently from a
     run that finds the cache, and two runs of the same command would differ.
     """
-    from coat.training import build_experts, target_caches, training_source
+    from coat.experts.config import load_experts, target_caches
+    from coat.training import training_source
 
     start = time.time()
-    experts = build_experts(coat_config)
-    target_caches(coat_config, training_source(coat_config), experts)
+    experts = load_experts(coat_config.targets, coat_config.experts)
+    target_caches(coat_config.targets, training_source(coat_config), experts)
     log(f"expert targets ({', '.join(e.name for e in experts)}) ready in {time.time() - start:.0f} s")
 
 
 def evaluate(config: DemoConfig, model_dir: Path, adapters: dict[str, Path], output_dir: Path) -> dict:
     """Multiple-choice accuracy (overall and per category) of each adapter on ``config.eval_split``."""
-    from coat.data.sources import SourceConfig
     from coat.evaluation import AdapterEntry, EvalConfig, TaskConfig, run_eval
     from coat.loading import ModelConfig
 
     split = config.eval_split
-    data_dir = Path(config.cache_dir) / "targets" / f"eval-{config.data.digest()}" / split
-    task = TaskConfig(name="synth", type="multiple_choice", source=SourceConfig(path=str(data_dir / "manifest.jsonl")),
-                      synth=copy.deepcopy(config.data), synth_split=split)
+    data_dir = Path(config.cache_dir) / "targets" / f"eval-{config.data.synth.digest()}" / split
+    data = dataclasses.replace(config.data, source=SourceConfig(path=str(data_dir / "manifest.jsonl")),
+                               synth=copy.deepcopy(config.data.synth), synth_split=split)
+    task = TaskConfig(name="synth", type="multiple_choice", data=data)
     eval_config = EvalConfig(model=ModelConfig(name_or_path=str(model_dir), dtype="float32"),
                              adapters=[AdapterEntry(str(path), name) for name, path in adapters.items()],
                              evaluate_base=False, tasks=[task], output_dir=str(output_dir),
@@ -409,15 +420,14 @@ def _demo_settings(threads: int):
             hf_logging.enable_progress_bar()
 
 
-def run_demo(config: DemoConfig, log=print, quick: bool = False) -> dict:
+def run_demo(config: DemoConfig, log=print) -> dict:
     """Pre-train (or reuse) the small model, train and evaluate the three variants for each seed, write the
-    report. ``quick``: the config is ``--quick``'s smoke run, and the report says so. Returns ``demo.json``'s
-    content."""
+    report (a ``quick`` config's report says it is a smoke run). Returns ``demo.json``'s content."""
     with _demo_settings(config.threads):
-        return _run_demo(config, log, quick)
+        return _run_demo(config, log)
 
 
-def _run_demo(config: DemoConfig, log, quick: bool) -> dict:
+def _run_demo(config: DemoConfig, log) -> dict:
     from coat.training import run_training
 
     start = time.time()
@@ -437,21 +447,20 @@ def _run_demo(config: DemoConfig, log, quick: bool) -> dict:
         for variant in VARIANTS:
             t0 = time.time()
             result = run_training(train_config(config, variant, model_dir, seed, seed_dir / variant))
-            del result["model"], result["dataset"]
-            adapters[variant] = Path(result["adapter"])
+            adapters[variant] = Path(result.adapter)
             seconds[variant] = time.time() - t0
             log(f"seed {seed}: trained {variant} in {seconds[variant]:.0f} s")
         t0 = time.time()
         metrics = evaluate(config, model_dir, adapters, seed_dir / "eval")
         seconds["eval"] = time.time() - t0
         runs.append({"seed": seed, "metrics": metrics, "seconds": seconds})
-        log(per_category_text(metrics, config.data.categories, f"seed {seed}"))
+        log(per_category_text(metrics, config.data.synth.categories, f"seed {seed}"))
     shutil.rmtree(out / "adapter", ignore_errors=True)
     shutil.copytree(out / f"seed-{config.seed}" / "coat" / "adapter", out / "adapter")
     timings["total"] = time.time() - start
-    report = summarize(runs, config.data.categories)
+    report = summarize(runs, config.data.synth.categories)
     report.update(config=asdict(config), model_dir=str(model_dir), runs=runs, timings=timings,
-                  split=config.eval_split, quick=quick)
+                  split=config.eval_split, quick=config.quick)
     write_atomic(out / "demo.json", json.dumps(report, indent=2, default=str) + "\n")
     write_atomic(out / "demo.md", demo_markdown(report))
     plot(report, out / "demo.png")
@@ -510,68 +519,55 @@ def demo_markdown(report: dict) -> str:
     seeds = report["seeds"]
     several = len(seeds) > 1
     head = "mean ± std over seeds " + ", ".join(map(str, seeds)) if several else f"seed {seeds[0]}"
-    chance = chance_levels(SynthConfig(**report["config"]["data"]))
-    lines = [f"# coat demo: synthetic acoustic QA, {report['split']} split accuracy ({head})", "",
-             "| category | chance | " + " | ".join(labels[v] for v in VARIANTS) + " |",
-             "|---|---|" + "---|" * len(VARIANTS)]
+    chance = chance_levels(SynthConfig(**report["config"]["data"]["synth"]))
+    rows = []
     for row in report["table"]["coat"]:
         key = row.split("/", 1)[1] if "/" in row else "overall"
-        name = f"**{key}**" if key == "overall" else key
-        cells = [f"{chance[key]:.3f}"]
+        cells = [f"**{key}**" if key == "overall" else key, f"{chance[key]:.3f}"]
         for variant in VARIANTS:
             cell = report["table"][variant][row]
             cells.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}" if several else f"{cell['mean']:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append(cells)
     check = report["check"]
-    lines += ["", f"CoAT minus the best baseline (overall): {check['margin']:+.3f}; largest seed std: "
-                  f"{check['seed_spread']:.3f}; check (margin > spread over >1 seed): "
-                  f"{'met' if check['met'] else 'not met'}."]
-    if report.get("quick"):
-        lines += ["", quick_demo_note()]
-    return "\n".join(lines) + "\n"
+    verdict = "met" if check["met"] else "not met"
+    text = (f"# coat demo: synthetic acoustic QA, {report['split']} split accuracy ({head})\n\n"
+            + markdown_table(["category", "chance", *(labels[v] for v in VARIANTS)], rows)
+            + f"\nCoAT minus the best baseline (overall): {check['margin']:+.3f}; largest seed std: "
+              f"{check['seed_spread']:.3f}; check (margin > spread over >1 seed): {verdict}.\n")
+    return text + (f"\n{quick_demo_note()}\n" if report.get("quick") else "")
 
 
 def plot(report: dict, path: Path) -> None:
     """demo.png: accuracy per category and variant, with a title that names the split, its size and the seeds,
     error bars of the seed std (more than one seed), a dashed chance line per category, and the legend below the
     axes, where it covers no bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = list(report["table"]["coat"])
     labels = ["overall" if r == "accuracy" else r.split("/", 1)[1] for r in rows]
-    data = SynthConfig(**report["config"]["data"])
+    data = SynthConfig(**report["config"]["data"]["synth"])
     chance = chance_levels(data)
     seeds = report["seeds"]
     names = variant_labels(report)
-    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 4.8))
-    width = 0.8 / len(VARIANTS)
-    for i, variant in enumerate(VARIANTS):
-        means = [report["table"][variant][r]["mean"] for r in rows]
-        stds = [report["table"][variant][r]["std"] for r in rows]
-        xs = [j + (i - (len(VARIANTS) - 1) / 2) * width for j in range(len(rows))]
-        ax.bar(xs, means, width, yerr=stds if len(seeds) > 1 else None, label=names[variant], capsize=3,
-               error_kw={"elinewidth": 1})
-    for j, key in enumerate(labels):  # a uniform guess among the category's choices
-        ax.hlines(chance[key], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=1,
-                  label="chance (a uniform guess among the choices)" if j == 0 else None)
-    ax.set_xticks(range(len(rows)), labels)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    n = data.split_size(report["split"])
-    if len(seeds) > 1:
-        spread = f"mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}); error bars: std over the seeds"
-    else:
-        spread = f"one seed ({seeds[0]}), so no error bars (coat demo --seeds N for mean and std)"
-    title = f"coat demo: synthetic acoustic QA, {report['split']} split ({n} clips)\n{spread}"
-    if report.get("quick"):
-        title += "\n--quick smoke run: a few training steps, the numbers mean nothing"
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    with figure(path, (1.3 * len(rows) + 2, 4.8)) as (_, ax):
+        width = 0.8 / len(VARIANTS)
+        for i, variant in enumerate(VARIANTS):
+            means = [report["table"][variant][r]["mean"] for r in rows]
+            stds = [report["table"][variant][r]["std"] for r in rows]
+            xs = [j + (i - (len(VARIANTS) - 1) / 2) * width for j in range(len(rows))]
+            ax.bar(xs, means, width, yerr=stds if len(seeds) > 1 else None, label=names[variant], capsize=3,
+                   error_kw={"elinewidth": 1})
+        for j, key in enumerate(labels):  # a uniform guess among the category's choices
+            ax.hlines(chance[key], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=1,
+                      label="chance (a uniform guess among the choices)" if j == 0 else None)
+        ax.set_xticks(range(len(rows)), labels)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("accuracy")
+        n = data.split_size(report["split"])
+        if len(seeds) > 1:
+            spread = f"mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}); error bars: std over the seeds"
+        else:
+            spread = f"one seed ({seeds[0]}), so no error bars (coat demo --seeds N for mean and std)"
+        title = f"coat demo: synthetic acoustic QA, {report['split']} split ({n} clips)\n{spread}"
+        if report.get("quick"):
+            title += "\n--quick smoke run: a few training steps, the numbers mean nothing"
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)

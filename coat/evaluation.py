@@ -33,12 +33,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coat.data.config import DataConfig, open_data
 from coat.data.prompts import LETTERS, format_question, prompt_text
-from coat.data.sources import AudioDecodeError, SourceConfig, open_source
-from coat.data.synth import SynthConfig
+from coat.data.sources import AudioDecodeError
 from coat.errors import CoatError
 from coat.files import write_atomic
 from coat.loading import ModelConfig
+from coat.reports import markdown_table
 
 TASK_TYPES = ("multiple_choice", "classification", "transcription")
 NORMALIZERS = ("english", "basic", "lowercase", "none")
@@ -58,13 +59,9 @@ class TaskConfig:
 
     name: str = field(default="", metadata={"help": "task name: the row label in results.md"})
     type: str = field(default="multiple_choice", metadata={"help": f"one of {TASK_TYPES}"})
-    source: SourceConfig | None = field(default=None, metadata={"help": "where the examples come from"})
-    synth: SynthConfig | None = field(
-        default=None,
-        metadata={"help": "if set and source.path does not exist, write this synthetic split there first "
-                          "(coat.data.synth.write_manifest; source.path must end in .jsonl)"},
-    )
-    synth_split: str = field(default="test", metadata={"help": "which synthetic split to write"})
+    data: DataConfig | None = field(default=None, metadata={
+        "help": "the task's examples: a source, or synth (written to source.path, a .jsonl, if it does not exist; "
+                "else under output_dir/data); the question, choices and answer (or label) columns"})
     prompt: str = field(
         default="",
         metadata={"help": "classification: the question (required); transcription: the instruction; "
@@ -76,11 +73,6 @@ class TaskConfig:
     )
     list_labels: bool = field(
         default=True, metadata={"help": "classification: offer the labels as lettered choices in the prompt"}
-    )
-    question_column: str = field(default="question", metadata={"help": "multiple_choice: question field"})
-    choices_column: str = field(default="choices", metadata={"help": "multiple_choice: list of choices"})
-    answer_column: str = field(
-        default="answer", metadata={"help": "multiple_choice: answer text; classification: the label"}
     )
     category_column: str | None = field(
         default="category", metadata={"help": "multiple_choice: per-category accuracy field (null: none)"}
@@ -94,8 +86,8 @@ class TaskConfig:
             raise ValueError("each task needs a name")
         if self.type not in TASK_TYPES:
             raise ValueError(f"task {self.name!r}: type must be one of {TASK_TYPES}, got {self.type!r}")
-        if self.source is None:
-            raise ValueError(f"task {self.name!r}: source is required, e.g. source: {{path: data/mmau.jsonl}}")
+        if self.data is None:
+            raise ValueError(f"task {self.name!r}: data is required, e.g. data: {{source: {{path: data/mmau.jsonl}}}}")
         if self.normalizer not in NORMALIZERS:
             raise ValueError(f"task {self.name!r}: normalizer must be one of {NORMALIZERS}, got {self.normalizer!r}")
         if self.type == "classification" and not self.prompt:
@@ -299,22 +291,10 @@ class EvalExample:
     category: str | None = None
 
 
-def _prepare_synth(task: TaskConfig) -> None:
-    if task.synth is None:
-        return
-    from coat.data.synth import write_split_if_missing
-
-    try:
-        write_split_if_missing(task.source.path, task.synth, task.synth_split)
-    except ValueError as err:
-        raise EvalDataError(f"task {task.name!r}: with synth set, source.path must be a .jsonl manifest path "
-                            f"({err})") from err
-
-
 def _field(meta: dict, column: str, task: TaskConfig, what: str):
     if column not in meta or meta[column] is None:
         raise EvalDataError(f"task {task.name!r}, example {meta['id']!r}: no {column!r} field ({what}); set "
-                            f"the task's column option to the field that holds it")
+                            f"the column of the task's data section (or its text_column) to the field that holds it")
     return meta[column]
 
 
@@ -322,21 +302,21 @@ def build_examples(task: TaskConfig, source) -> list[EvalExample]:
     """Prompts and references of every example of ``task``; raises :class:`EvalDataError` naming the example
     when its answer cannot be scored (answer not among the choices, label outside the label set, ...)."""
     if len(source) == 0:
-        raise EvalDataError(f"task {task.name!r}: its source {task.source.path!r} has no examples")
+        raise EvalDataError(f"task {task.name!r}: its data ({source.description}) has no examples")
     metas = [source.metadata(i) for i in range(len(source))]
     examples = []
     if task.type == "classification" and not task.labels:
-        task.labels = sorted({str(_field(m, task.answer_column, task, "the label")) for m in metas})
+        task.labels = sorted({str(_field(m, task.data.answer_column, task, "the label")) for m in metas})
     for i, meta in enumerate(metas):
         id_ = str(meta["id"])
         if task.type == "multiple_choice":
-            question = str(_field(meta, task.question_column, task, "the question"))
-            choices = _field(meta, task.choices_column, task, "the choices")
+            question = str(_field(meta, task.data.question_column, task, "the question"))
+            choices = _field(meta, task.data.choices_column, task, "the choices")
             if not isinstance(choices, (list, tuple)) or len(choices) < 2:
                 raise EvalDataError(f"task {task.name!r}, example {id_!r}: choices must be a list of at least two "
                                     f"options, got {choices!r}")
             choices = [str(c) for c in choices]
-            answer = str(_field(meta, task.answer_column, task, "the answer")).strip()
+            answer = str(_field(meta, task.data.answer_column, task, "the answer")).strip()
             matches = [c for c in choices if c.strip() == answer]
             matches = matches or [c for c in choices if normalize_option(c) == normalize_option(answer)]
             if len(matches) != 1:
@@ -349,7 +329,7 @@ def build_examples(task: TaskConfig, source) -> list[EvalExample]:
             examples.append(EvalExample(id_, i, prompt, matches[0], choices,
                                         None if category is None else str(category)))
         elif task.type == "classification":
-            label = str(_field(meta, task.answer_column, task, "the label"))
+            label = str(_field(meta, task.data.answer_column, task, "the label"))
             if label not in task.labels:
                 raise EvalDataError(f"task {task.name!r}, example {id_!r}: the label {label!r} is not in the "
                                     f"label set {task.labels}")
@@ -461,7 +441,7 @@ _TABLE_METRICS = {"multiple_choice": ("accuracy", "unparseable", "skipped", "n")
 def results_markdown(results: dict[str, Any]) -> str:
     """A table: rows = task / metric, columns = the evaluated models."""
     columns = list(results["models"])
-    lines = ["| task / metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    rows = []
     for task in results["tasks"]:
         name, kind = task["name"], task["type"]
         keys: list[str] = []
@@ -470,16 +450,13 @@ def results_markdown(results: dict[str, Any]) -> str:
                 if key not in keys:
                     keys.append(key)
         main = [k for k in _TABLE_METRICS[kind] if k in keys]
-        rows = main[:1] + sorted(k for k in keys if k.startswith("accuracy/")) + main[1:]
-        for key in rows:
-            cells = []
-            for col in columns:
-                value = results["models"][col][name]["metrics"].get(key)
-                cells.append("" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value))
-            lines.append(f"| {name} / {key} | " + " | ".join(cells) + " |")
-    for column, failure in results.get("failed", {}).items():
-        lines.append(f"\n{column}: failed ({failure['error']}); no results")
-    return "\n".join(lines) + "\n"
+        for key in main[:1] + sorted(k for k in keys if k.startswith("accuracy/")) + main[1:]:
+            values = [results["models"][col][name]["metrics"].get(key) for col in columns]
+            rows.append([f"{name} / {key}", *("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+                                              for v in values)])
+    failed = "".join(f"\n{column}: failed ({failure['error']}); no results\n"
+                     for column, failure in results.get("failed", {}).items())
+    return markdown_table(["task / metric", *columns], rows) + failed
 
 
 def _device(config: EvalConfig):
@@ -498,11 +475,10 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     # data first: a bad answer or a missing field stops the run before a model is loaded
     suite = []
     for task in config.tasks:
-        _prepare_synth(task)
         try:
-            source = open_source(task.source)
+            source = open_data(task.data, Path(config.output_dir) / "data")
         except (OSError, ValueError) as err:
-            raise EvalDataError(f"task {task.name!r}: cannot open source {task.source.path!r}: {err}") from err
+            raise EvalDataError(f"task {task.name!r}: cannot open its data: {err}") from err
         suite.append((task, source, build_examples(task, source)))
 
     base, processor = load_model_and_processor(config.model)

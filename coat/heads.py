@@ -6,19 +6,11 @@ and predicts that target's F frames, ``(n_spans, F, dim)`` (F = 1 for clip-level
 that cross-attend to the projected thinking states: the prediction is frame-level, so the K positions
 must encode the whole acoustic timeline. ``linear`` and ``mlp`` heads on mean-pooled states are the
 ablation alternatives. Heads output raw scores (logits for ``distribution`` and ``multilabel``); the
-losses in :mod:`coat.losses` apply the matching normalisation.
+losses of :mod:`coat.targets` apply the matching normalisation.
 
-Targets are cached at their expert's frame rate with a length that varies per clip;
-:func:`resample_targets` / :func:`prepare_targets` bring them onto the head's F frames.
-
-Time axis (``HeadConfig.max_duration``). By default (``None``) every clip, whatever its duration, is
-mapped onto the full F frames: frame f is the point ``(f + 0.5) / F`` of the way through the clip. The
-thinking block summarises one whole audio span, so "the whole acoustic timeline" is the clip's own
-timeline; relative time uses every frame of every clip (a 2 s clip in a 30 s absolute grid would train on
-~7% of the frames and the head would also have to infer the duration) and keeps the resolution useful
-for the short clips that dominate speech and emotion data. The price is that frame duration varies with
-clip length. With ``max_duration`` set, frame f covers the absolute time ``(f + 0.5) * max_duration / F``
-seconds from the clip start; frames after the clip's end are padded and masked and a longer clip is cut.
+Targets are cached at their expert's frame rate with a length that varies per clip; :mod:`coat.targets` brings
+them onto the heads' F frames (:func:`prepare_targets`, re-exported here), on the time axis that
+``HeadConfig.max_duration`` chooses (relative time by default; see coat/targets.py).
 
 State dict keys (stable; ``coat_model.safetensors`` stores them under the model's ``heads.`` prefix):
 
@@ -37,12 +29,15 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
-from coat.experts.base import TargetSpec
+from coat.targets import PreparedTargets, TargetSpec, prepare_active_targets, prepare_targets, resample_targets
 
+# Resampling targets onto the heads' frames belongs to the targets' contract (coat/targets.py); its names stay
+# importable from here too (coat.heads.prepare_targets).
+__all__ = ["HEAD_TYPES", "ExpertHeads", "HeadConfig", "PooledHead", "PreparedTargets", "TransformerHead",
+           "build_head", "prepare_active_targets", "prepare_targets", "resample_targets", "sinusoidal_positions"]
 HEAD_TYPES: tuple[str, ...] = ("transformer", "linear", "mlp")
 
 
@@ -86,10 +81,6 @@ class HeadConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    def frames_for(self, spec: TargetSpec) -> int:
-        """F for ``spec``: 1 for clip-level targets, ``num_frames`` otherwise."""
-        return 1 if spec.clip_level else self.num_frames
 
 
 def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
@@ -167,7 +158,7 @@ class PooledHead(nn.Module):
 
 def build_head(spec: TargetSpec, hidden_size: int, config: HeadConfig) -> nn.Module:
     """The head for one target: input ``(n_spans, K, hidden_size)``, output ``(n_spans, F, spec.dim)``."""
-    frames = config.frames_for(spec)
+    frames = spec.head_frames(config.num_frames)
     if config.type == "transformer":
         return TransformerHead(hidden_size, frames, spec.dim, config)
     if config.type == "mlp":
@@ -227,142 +218,3 @@ class ExpertHeads(nn.ModuleDict):
     @classmethod
     def from_dict(cls, data: dict) -> ExpertHeads:
         return cls([TargetSpec(**s) for s in data["specs"]], data["hidden_size"], HeadConfig(**data["head"]))
-
-
-# ---------------------------------------------------------------------------------------------- resampling
-
-
-def _frame_positions(spec: TargetSpec, length: int, num_frames: int, max_duration: float | None) -> torch.Tensor:
-    """Fractional source-frame index (float64) sampled by each of the ``num_frames`` head frames."""
-    f = torch.arange(num_frames, dtype=torch.float64) + 0.5
-    if max_duration is None:  # frame centres at equal fractions of the clip
-        return f * length / num_frames - 0.5
-    return f * max_duration / num_frames * spec.frame_rate - 0.5  # frame centres in seconds -> source index
-
-
-def _as_frames(target: np.ndarray | torch.Tensor, spec: TargetSpec, clip: int) -> torch.Tensor:
-    """One clip's target as float64 ``(T, dim)``; 1-D input is read as (T,) for dim 1, else as one (dim,) row."""
-    t = (target if torch.is_tensor(target) else torch.as_tensor(np.asarray(target))).detach().cpu().double()
-    if t.numel() == 0:
-        return t.reshape(0, spec.dim)
-    if t.dim() <= 1:
-        t = t.reshape(-1, 1) if spec.dim == 1 else t.reshape(1, -1)
-    if t.dim() != 2 or t.shape[1] != spec.dim:
-        raise ValueError(f"target {spec.name!r}, clip {clip}: expected (frames, {spec.dim}), got {tuple(t.shape)}")
-    return t
-
-
-def resample_targets(
-    targets: Sequence[np.ndarray | torch.Tensor | None],
-    spec: TargetSpec,
-    num_frames: int,
-    *,
-    max_duration: float | None = None,
-    frame_weights: Sequence[np.ndarray | torch.Tensor | None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bring per-clip targets onto the head's frames.
-
-    targets: N arrays ``(T_i, spec.dim)`` at the expert's frame rate (``None`` or empty: no target, fully masked).
-    num_frames: F (use 1 for clip-level specs; their single row is broadcast / averaged to it).
-    max_duration: ``None`` maps each clip onto all F frames (relative time); seconds make the F frames cover
-        that fixed duration, masking frames past the clip's end (see the module docstring).
-    frame_weights: for a spec with ``weight_by``, the N weighting arrays ``(T_i, 1)`` (e.g. voicing) in [0, 1];
-        they are resampled the same way and multiplied into the mask.
-    Returns ``values (N, F, dim)`` float32 and ``mask (N, F)`` float32: 1 valid, 0 padded / not counted,
-    fractional = frame weight. Linear interpolation over time; distributions are renormalised to sum to 1,
-    multilabel values clipped to [0, 1]. Non-finite frames are masked; masked values are filled with a safe
-    value (uniform for distributions, 0 otherwise) so that a loss on them stays finite.
-    """
-    if spec.weight_by is not None and frame_weights is None:
-        raise ValueError(f"target {spec.name!r} is weighted by {spec.weight_by!r}: pass its frames as frame_weights")
-    if frame_weights is not None and len(frame_weights) != len(targets):
-        raise ValueError(f"target {spec.name!r}: {len(targets)} clips but {len(frame_weights)} frame_weights")
-    values = torch.zeros(len(targets), num_frames, spec.dim)
-    mask = torch.zeros(len(targets), num_frames)
-    for i, target in enumerate(targets):
-        if target is None:
-            continue
-        t = _as_frames(target, spec, i)
-        if len(t) == 0:
-            continue
-        if spec.clip_level:  # one vector per clip: repeat (or average a stray multi-row) over the F frames
-            values[i] = t.mean(dim=0).float()
-            mask[i] = 1.0
-            continue
-        pos = _frame_positions(spec, len(t), num_frames, max_duration)
-        # absolute time: a head frame counts while its centre lies before the clip's end (T / frame_rate seconds)
-        valid = pos < len(t) - 0.5 + 1e-9 if max_duration is not None else torch.ones(num_frames, dtype=torch.bool)
-        pos = pos.clamp(0, len(t) - 1)
-        lo = pos.floor().long()
-        hi = (lo + 1).clamp(max=len(t) - 1)
-        frac = (pos - lo)[:, None]
-        v = t[lo] * (1 - frac) + t[hi] * frac
-        valid &= torch.isfinite(v).all(dim=1)
-        values[i] = torch.where(valid[:, None], v, torch.zeros_like(v)).float()
-        mask[i] = valid.float()
-    if spec.kind == "distribution":
-        values = values.clamp_min(0)
-        total = values.sum(dim=-1, keepdim=True)
-        mask = mask * (total[..., 0] > 0)
-        values = torch.where(total > 0, values / total.clamp_min(1e-12), torch.full_like(values, 1.0 / spec.dim))
-    elif spec.kind == "multilabel":
-        values = values.clamp(0, 1)
-    if frame_weights is not None:
-        weight_spec = TargetSpec(f"{spec.name}.weight", spec.sample_rate, spec.frame_rate, 1, "multilabel")
-        weights, weight_mask = resample_targets(frame_weights, weight_spec, num_frames, max_duration=max_duration)
-        mask = mask * weight_mask * weights[..., 0]
-    return values, mask
-
-
-def prepare_targets(
-    targets: dict[str, Sequence[np.ndarray | torch.Tensor | None]],
-    specs: dict[str, TargetSpec],
-    config: HeadConfig,
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Resample a batch of cached targets (name -> one array per audio span) for the heads.
-
-    Weighted targets (``weight_by``) take their frame weights from the batch's weighting target.
-    Returns name -> ``(N, F, dim)`` values and name -> ``(N, F)`` masks, for :func:`coat.losses.distillation_losses`.
-    """
-    values, masks = {}, {}
-    for name, clips in targets.items():
-        if name not in specs:
-            raise ValueError(f"target {name!r} has no spec; known targets: {sorted(specs)}")
-        spec = specs[name]
-        weights = None
-        if spec.weight_by is not None:
-            if spec.weight_by not in targets:
-                raise ValueError(f"target {name!r} is weighted by {spec.weight_by!r}, which is missing from the batch")
-            weights = targets[spec.weight_by]
-        values[name], masks[name] = resample_targets(
-            clips, spec, config.frames_for(spec), max_duration=config.max_duration, frame_weights=weights
-        )
-    return values, masks
-
-
-@dataclass
-class PreparedTargets:
-    """A batch's targets already on the heads' frames: name -> ``(n_spans, F, dim)`` values and ``(n_spans, F)``
-    masks. The collator builds it in the data loader so the training step does no resampling."""
-
-    values: dict[str, torch.Tensor]
-    masks: dict[str, torch.Tensor]
-
-
-def prepare_active_targets(
-    targets: dict[str, Sequence[np.ndarray | torch.Tensor | None]],
-    specs: dict[str, TargetSpec],
-    config: HeadConfig,
-    weights: dict[str, float] | None = None,
-) -> PreparedTargets:
-    """:func:`prepare_targets` for the targets whose loss weight is not 0 (and the targets that weight them)."""
-    weights = weights or {}
-    unknown = sorted(set(targets) - set(specs))
-    if unknown:
-        raise ValueError(f"expert_targets has target(s) {unknown} without a head; heads: {sorted(specs)}")
-    # a list in the order of ``targets``, not a set: the losses are summed in this order, and a set's order
-    # changes with each process's string hash seed, so two runs of the same command would round differently
-    active = [n for n in targets if weights.get(n, 1.0) != 0.0]
-    needed = set(active) | {specs[n].weight_by for n in active if specs[n].weight_by is not None}
-    values, masks = prepare_targets({n: targets[n] for n in targets if n in needed}, specs, config)
-    return PreparedTargets({n: values[n] for n in active}, {n: masks[n] for n in active})

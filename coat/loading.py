@@ -1,20 +1,16 @@
 """Load a base LALM and its processor from a hub id or a local folder, as every CLI command does.
 
-``ModelConfig`` is the ``model:`` section of the train / eval / analyze configs. ``create_tiny`` builds a
-tiny random Qwen2-Audio with a small tokenizer for the synthetic benchmark's text and saves it to
-``name_or_path`` first (offline tests and the demo); loading then goes through the same
-``from_pretrained`` path as a real checkpoint.
+``ModelConfig`` is the ``model:`` section of the train / eval / analyze configs. ``create_tiny`` has
+:func:`coat.zoo.create_tiny_model` write a tiny random Qwen2-Audio to ``name_or_path`` first (smoke runs,
+offline tests); loading then goes through the same ``from_pretrained`` path as a real checkpoint.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from coat.files import atomic_dir
 from coat.progress import is_small_model, quiet_hub_bars
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -42,37 +38,6 @@ class ModelConfig:
             raise ValueError("model.name_or_path is required (a hub id or a local folder)")
 
 
-def synth_words() -> list[str]:
-    """Every word of the synthetic benchmark's questions, choices, answers and captions (a fixed list)."""
-    from coat.data.synth import SynthConfig, generate_split
-
-    config = SynthConfig(train_size=240, validation_size=0, test_size=0)
-    words: dict[str, None] = {}
-    for example in generate_split(config, "train"):
-        for text in (example["question"], example["caption"], *example["choices"]):
-            words.update(dict.fromkeys(text.split()))
-    letters = [chr(ord("A") + i) for i in range(8)]
-    extra = [*letters, *(f"{c}." for c in letters), *(f"({c})" for c in letters), "Answer:", "answer", "Choices:",
-             "Options:", "with", "the", "letter", "of", "correct", "option", "is"]
-    words.update(dict.fromkeys(extra))
-    return list(words)
-
-
-def create_tiny_model(path: str | os.PathLike, seed: int = 0) -> Path:
-    """Write a tiny random Qwen2-Audio and its processor to ``path`` (atomically: a half-written folder never
-    appears under that name)."""
-    from coat import zoo
-
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return path
-    with atomic_dir(path) as tmp, quiet_hub_bars():  # a few hundred kB: no "Writing model shards" bar
-        processor = zoo.build_qwen2_audio_processor(synth_words(), chunk_seconds=2)
-        processor.save_pretrained(tmp)
-        zoo.model_for_processor(processor, seed=seed).save_pretrained(tmp)
-    return path
-
-
 def load_model_and_processor(config: ModelConfig):
     """(model, processor) from ``config.name_or_path``; errors say whether it was a folder or a hub id."""
     import transformers
@@ -80,6 +45,8 @@ def load_model_and_processor(config: ModelConfig):
     from coat.experts.loading import ModelSourceError, check_source, require_hub_source, source_kind
 
     if config.create_tiny:
+        from coat.zoo import create_tiny_model
+
         create_tiny_model(config.name_or_path, config.seed)
     where = source_kind(config.name_or_path)
     check_source(config.name_or_path, "base model")  # a missing local folder: one clear line

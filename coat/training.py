@@ -1,13 +1,15 @@
 """The distillation training recipe behind ``coat train`` (docs/design.md, decisions 5 and 6).
 
-One readable file: ``setup`` (data, expert targets, model with thinking table, heads and LoRA), ``train``
-(a schedule of stages, each a ``transformers.Trainer`` run over the parameters it names) and checkpoints
-(the CoAT adapter only: thinking table, heads, LoRA). The text loss and each expert loss are logged.
+One readable file, in the order it runs: the config dataclasses; :class:`TrainingRecipe` with its three steps,
+``setup`` (data, expert targets, model with thinking table, heads and LoRA), ``train`` (a schedule of stages, each
+a :class:`CoATTrainer` run over the parameters it names) and ``save`` (the CoAT adapter only: thinking table,
+heads, LoRA); :func:`run_training` runs them and returns a :class:`TrainResult`. The text loss and each expert loss
+are logged. The demo's pre-training runs on the same :class:`CoATTrainer`.
 
     coat train configs/tiny.yaml training.output_dir=runs/tiny
     accelerate launch -m coat train configs/qwen2_audio.yaml
 
-Output layout (``data.synth`` data lives next to the target caches, see :func:`training_source`):
+Output layout (``data.synth`` data lives next to the target caches, see :func:`coat.data.config.open_data`):
 ``<output_dir>/stage-<i>-<name>/checkpoint-*/`` (Trainer checkpoints holding the CoAT
 adapter, optimizer, scheduler and RNG states), ``<output_dir>/stage-<i>-<name>/adapter/`` (the adapter at the
 end of that stage; a stage whose adapter exists is not run again), ``<output_dir>/adapter/`` (the final
@@ -26,51 +28,25 @@ from pathlib import Path
 
 import torch
 import yaml
+from accelerate import PartialState
+from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
 from coat.config import CoATConfig
-from coat.data.collate import CoATCollator, QAColumns, QADataset
-from coat.data.sources import SourceConfig, open_source
-from coat.data.synth import SynthConfig
-from coat.errors import SourceNotFoundError
+from coat.data.collate import CoATCollator, QADataset
+from coat.data.config import DataConfig, open_data
+from coat.distributed import AdapterCheckpoints, broadcast_coat_parameters, free_memory, is_sharded_model
 from coat.experts.base import ExpertConfig
-from coat.experts.cache import AudioChecks
+from coat.experts.config import TargetsConfig, load_experts, target_caches
 from coat.files import write_atomic
 from coat.heads import HeadConfig
-from coat.loading import ModelConfig
+from coat.loading import ModelConfig, load_model_and_processor
+from coat.model import wrap
+from coat.model_io import adapter_missing_parts
+from coat.progress import trainer_progress_callback
+from coat.zoo import create_tiny_model
 
 TRAINABLE_PARTS = ("thinking", "heads", "lora")
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a stage's folder stays inside output_dir
-
-
-@dataclass
-class TargetCacheConfig:
-    """Where training finds the expert targets, and whether it computes missing ones first."""
-
-    cache_dir: str = field(default="runs/targets", metadata={"help": "root of the expert target caches"})
-    compute: bool = field(default=False, metadata={"help": "compute missing caches before training (resumable)"})
-    device: str | None = field(default=None, metadata={"help": "where experts run (default: accelerate's)"})
-    batch_seconds: float = field(default=60.0, metadata={"help": "padded audio seconds per extraction batch"})
-
-
-@dataclass
-class DataConfig:
-    """The training examples: a source or the synthetic benchmark, and which fields hold what."""
-
-    train: SourceConfig | None = field(default=None, metadata={"help": "training examples (audio + QA fields)"})
-    synth: SynthConfig | None = field(
-        default=None, metadata={"help": "generate the synthetic benchmark's train split as the training data"})
-    checks: AudioChecks = field(default_factory=AudioChecks, metadata={
-        "help": "what counts as bad audio (as in `coat targets`): reported in <output_dir>/bad_audio.jsonl and left "
-                "out of training"})
-    question_column: str = field(default="question", metadata={"help": "field of each example holding the question"})
-    choices_column: str | None = field(
-        default="choices", metadata={"help": "field holding the list of choices (null: open questions)"})
-    answer_column: str = field(default="answer", metadata={"help": "field holding the reference answer"})
-    answer_format: str = field(default="text", metadata={"help": "text | letter | letter_text"})
-
-    def __post_init__(self):
-        if (self.train is None) == (self.synth is None):
-            raise ValueError("data needs exactly one of data.train (a source) or data.synth")
 
 
 @dataclass
@@ -146,7 +122,8 @@ class TrainConfig:
     coat: CoATConfig = field(default_factory=CoATConfig, metadata={"help": "the thinking block"})
     heads: HeadConfig = field(default_factory=HeadConfig, metadata={"help": "the expert heads (one per target)"})
     experts: list[ExpertConfig] = field(default_factory=list, metadata={"help": "names or {name, params, weight}"})
-    targets: TargetCacheConfig = field(default_factory=TargetCacheConfig, metadata={"help": "the target caches"})
+    targets: TargetsConfig = field(default_factory=TargetsConfig, metadata={
+        "help": "the target caches (the same section as coat targets: the two compute and open the same caches)"})
     data: DataConfig | None = field(default=None, metadata={"help": "the training examples (required)"})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings"})
     stages: list[StageConfig] = field(default_factory=_default_stages, metadata={
@@ -158,7 +135,7 @@ class TrainConfig:
         if self.model is None:
             raise ValueError("model is required (model.name_or_path: a hub id or a local folder)")
         if self.data is None:
-            raise ValueError("data is required (data.train: a source, or data.synth)")
+            raise ValueError("data is required (data.source: where the examples are, or data.synth)")
         if not self.stages:
             raise ValueError("stages must list at least one stage")
         if any("lora" in s.train for s in self.stages) and self.lora.r <= 0:
@@ -167,59 +144,19 @@ class TrainConfig:
 
 # ----------------------------------------------------------------------------------------------------- setup
 def training_source(config: TrainConfig):
-    """The training examples. ``data.synth`` is written once as wavs + a JSONL manifest next to the target caches
-    (``<cache_dir>/synth-<hash of its config>/train``), so runs with the same data share the data and its targets."""
-    if config.data.synth is None:
-        try:
-            return open_source(config.data.train)
-        except SourceNotFoundError as err:
-            raise SourceNotFoundError(f"data.train: {err}") from None
-
-    from coat.data.synth import generate_split, write_manifest
-
-    folder = Path(config.targets.cache_dir) / f"synth-{config.data.synth.digest()}" / "train"
-    manifest = folder / "manifest.jsonl"
-    if not manifest.is_file():
-        write_manifest(generate_split(config.data.synth, "train"), folder)
-    return open_source(SourceConfig(path=str(manifest)))
-
-
-def build_experts(config: TrainConfig):
-    from coat.experts import build_experts as build
-
-    return build(config.experts)
-
-
-def target_caches(config: TrainConfig, source, experts):
-    """Open (after computing them, when ``targets.compute``) the target cache of every expert."""
-    from coat.experts.cache import TargetCache, audio_fingerprint, compute_targets
-
-    if config.targets.compute and experts:
-        compute_targets(source, experts, config.targets.cache_dir, device=config.targets.device,
-                        batch_seconds=config.targets.batch_seconds, checks=config.data.checks)
-    caches = []
-    audio_fp = audio_fingerprint(source) if experts else None  # once, not once per expert
-    # just computed or checked byte for byte when targets.compute is set; else checked in full here, once per run
-    verify = "size" if config.targets.compute else "full"
-    for expert in experts:
-        try:
-            caches.append(TargetCache.open(config.targets.cache_dir, expert=expert, source=source,
-                                           audio_fp=audio_fp, verify=verify))
-        except (FileNotFoundError, KeyError, ValueError) as err:
-            advice = "" if config.targets.compute else ". Run `coat targets` first or set targets.compute=true"
-            raise SourceNotFoundError(
-                f"no target cache of expert {expert.name!r} for this data under {config.targets.cache_dir!r} "
-                f"({err}){advice}") from err
-    return caches
+    """The training examples (:func:`coat.data.config.open_data`; synthetic data is written next to the target
+    caches, so runs with the same data share the data and its targets)."""
+    return open_data(config.data, config.targets.cache_dir)
 
 
 def bad_audio(config: TrainConfig, source, caches, state) -> list[dict[str, str]]:
-    """The examples whose audio fails ``data.checks`` (the checks of ``coat targets``): ``[{id, reason, detail}]``.
+    """The examples whose audio fails ``targets.checks`` (the checks of ``coat targets``): ``[{id, reason, detail}]``.
 
     With experts, the target caches already checked every example and report the bad ones. Without (the pause and
     no-thinking baselines), each example is decoded and checked once, before training; the result is kept in
     ``<output_dir>/audio_checks.json`` for this audio and these checks, so a resumed run does not decode again."""
-    from coat.experts.cache import audio_fingerprint, decode_and_check
+    from coat.data.checks import decode_and_check
+    from coat.experts.cache import audio_fingerprint
 
     ids = source.ids()
     if caches:
@@ -231,7 +168,7 @@ def bad_audio(config: TrainConfig, source, caches, state) -> list[dict[str, str]
                     found.setdefault(id_, record)
         return [found[i] for i in ids if i in found]
     record_file = Path(config.training.output_dir) / "audio_checks.json"
-    key = {"audio_fingerprint": audio_fingerprint(source), "checks": asdict(config.data.checks)}
+    key = {"audio_fingerprint": audio_fingerprint(source), "checks": asdict(config.targets.checks)}
     with state.main_process_first():
         try:
             saved = json.loads(record_file.read_text())
@@ -243,7 +180,7 @@ def bad_audio(config: TrainConfig, source, caches, state) -> list[dict[str, str]
             print(f"[coat train] checking the audio of {len(ids)} training examples (once; kept in {record_file})",
                   flush=True)
         with ThreadPoolExecutor(2) as pool:
-            checked = pool.map(lambda i: decode_and_check(source, i, config.data.checks)[2], range(len(ids)))
+            checked = pool.map(lambda i: decode_and_check(source, i, config.targets.checks)[2], range(len(ids)))
             bad = [{"id": ids[i], "reason": p[0], "detail": p[1]} for i, p in enumerate(checked) if p is not None]
         if state.is_main_process:
             write_atomic(record_file, json.dumps({**key, "bad": bad}, indent=2) + "\n")
@@ -284,11 +221,8 @@ def loss_weights(config: TrainConfig, experts) -> dict[str, float]:
 
 def build_model(config: TrainConfig, experts):
     """(CoATModel with heads and LoRA, processor)."""
-    import coat
-    from coat.loading import load_model_and_processor
-
     base, processor = load_model_and_processor(config.model)
-    model = coat.wrap(base, config.coat)
+    model = wrap(base, config.coat)
     specs = [spec for expert in experts for spec in expert.specs()]
     if specs:
         model.add_heads(specs, config.heads, loss_weights(config, experts))
@@ -310,8 +244,6 @@ def checkpoint_problem(path: Path) -> str | None:
     Complete means: ``trainer_state.json`` is there and parses (the Trainer writes it last, after the adapter, the
     optimizer, scheduler and RNG states, whatever their layout: DDP, FSDP or DeepSpeed), no file is empty, and the
     adapter has every part its config names."""
-    from coat.model import adapter_missing_parts
-
     if not (path / "trainer_state.json").is_file():
         return "trainer_state.json missing"
     empty = sorted(f.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file() and f.stat().st_size == 0)
@@ -357,8 +289,6 @@ def _resume_point(stage_dir: Path, state) -> str | None:
 
 def stage_done(stage_dir: Path) -> bool:
     """A stage is done when its adapter is complete (every part its config names) and its log is readable."""
-    from coat.model import adapter_missing_parts
-
     adapter = stage_dir / "adapter"
     if not adapter.is_dir() or adapter_missing_parts(adapter):
         return False
@@ -388,60 +318,74 @@ class _WithIds:
         return {**self.collator(examples), "example_ids": [ex.get("id") for ex in examples]}
 
 
-def _trainer_class():
-    from transformers import Trainer
+class CoATTrainer(AdapterCheckpoints, Trainer):
+    """The Trainer of every CoAT run: logs the text loss and each expert loss, stops at a non-finite loss naming the
+    batch's examples, and checkpoints only the CoAT adapter, gathered once when the model is sharded (FSDP2,
+    ZeRO-3; :class:`coat.distributed.AdapterCheckpoints`).
 
-    from coat.distributed import AdapterCheckpoints
+    A batch may come in ``parts`` (``{"parts": [batch, ...]}``, :class:`coat.data.collate.PartsCollator`): examples
+    that cannot share one processor call (text-only next to audio); its loss is the example-weighted mean of the
+    parts' losses. ``losses`` keeps the loss of every training batch (the demo's pre-training stores its curve)."""
 
-    class CoATTrainer(AdapterCheckpoints, Trainer):
-        """Trainer that logs the text loss and each expert loss, and checkpoints only the CoAT adapter (gathered
-        once under FSDP / ZeRO-3: coat.distributed.AdapterCheckpoints)."""
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False  # losses are batch means; the Trainer scales for accumulation
+        self._sums: dict[str, list] = {}
+        self.losses: list[float] = []
 
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.model_accepts_loss_kwargs = False  # losses are batch means; the Trainer scales for accumulation
-            self._sums: dict[str, list] = {}
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            ids = inputs.pop("example_ids", None)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        ids = inputs.pop("example_ids", None)
+        if "parts" in inputs:
+            parts = inputs["parts"]
+            loss = sum(model(**part)["loss"] * len(part["input_ids"]) for part in parts) / sum(
+                len(part["input_ids"]) for part in parts)
+            outputs = {"loss": loss}
+        else:
             outputs = model(**inputs)
             loss = outputs["loss"]
-            if model.training:
-                parts = {"text_loss": outputs.get("text_loss", loss)}
-                parts.update({f"loss_{k}": v for k, v in (outputs.get("expert_losses") or {}).items()})
-                if not bool(torch.isfinite(loss.detach()).all()):
-                    raise NonFiniteLossError(self._non_finite_message(loss, parts, ids))
-                for key, value in parts.items():
-                    if value is not None:
-                        total = self._sums.setdefault(key, [0.0, 0])
-                        total[0] += float(value.detach())
-                        total[1] += 1
-            return (loss, outputs) if return_outputs else loss
+        if model.training:
+            named = {"text_loss": outputs.get("text_loss", loss)}
+            named.update({f"loss_{k}": v for k, v in (outputs.get("expert_losses") or {}).items()})
+            if not bool(torch.isfinite(loss.detach()).all()):
+                raise NonFiniteLossError(self._non_finite_message(loss, named, ids))
+            for key, value in named.items():
+                if value is not None:
+                    total = self._sums.setdefault(key, [0.0, 0])
+                    total[0] += float(value.detach())
+                    total[1] += 1
+            self.losses.append(float(loss.detach()))
+        return (loss, outputs) if return_outputs else loss
 
-        def _non_finite_message(self, loss, parts, ids) -> str:
-            which = [k for k, v in parts.items() if v is not None and not bool(torch.isfinite(v.detach()).all())]
-            stage = Path(self.args.output_dir).name
-            return (f"{stage}: the loss is {float(loss.detach())} at step {self.state.global_step + 1} (non-finite: "
-                    f"{', '.join(which) or 'loss'}) on the batch of examples {list(ids or [])}. Training stopped "
-                    "before this step changed any weight; nothing was saved from it. Check these examples' audio and "
-                    "targets for NaN/inf, or lower the learning rate if the loss diverged")
+    def _non_finite_message(self, loss, parts, ids) -> str:
+        which = [k for k, v in parts.items() if v is not None and not bool(torch.isfinite(v.detach()).all())]
+        stage = Path(self.args.output_dir).name
+        return (f"{stage}: the loss is {float(loss.detach())} at step {self.state.global_step + 1} (non-finite: "
+                f"{', '.join(which) or 'loss'}) on the batch of examples {list(ids or [])}. Training stopped "
+                "before this step changed any weight; nothing was saved from it. Check these examples' audio and "
+                "targets for NaN/inf, or lower the learning rate if the loss diverged")
 
-        def log(self, logs, start_time=None):
-            if "loss" in logs and self._sums:
-                keys = sorted(self._sums)
-                means = torch.tensor([self._sums[k][0] / max(self._sums[k][1], 1) for k in keys],
-                                     device=self.args.device)
-                means = self.accelerator.reduce(means, reduction="mean")
-                logs.update({k: round(float(v), 6) for k, v in zip(keys, means)})
-                self._sums = {}
-            super().log(logs, start_time)
-
-    return CoATTrainer
+    def log(self, logs, start_time=None):
+        if "loss" in logs and self._sums:
+            keys = sorted(self._sums)
+            means = torch.tensor([self._sums[k][0] / max(self._sums[k][1], 1) for k in keys],
+                                 device=self.args.device)
+            means = self.accelerator.reduce(means, reduction="mean")
+            logs.update({k: round(float(v), 6) for k, v in zip(keys, means)})
+            self._sums = {}
+        super().log(logs, start_time)
 
 
-def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path):
-    from transformers import TrainingArguments
+def stage_trainer(model, args, dataset, collator, name: str, progress: bool = True, callbacks=None,
+                  optimizers=(None, None)) -> CoATTrainer:
+    """A :class:`CoATTrainer` for one stage, its progress named after it (coat/progress.py), not the Trainer's."""
+    trainer = CoATTrainer(model=model, args=args, train_dataset=dataset, data_collator=_WithIds(collator),
+                          callbacks=callbacks, optimizers=optimizers)
+    trainer.remove_callback(PrinterCallback)  # prints log dicts with numbers as quoted strings
+    trainer.add_callback(trainer_progress_callback(name, enabled=progress))
+    return trainer
 
+
+def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path) -> TrainingArguments:
     t = config.training
     return TrainingArguments(
         output_dir=str(output_dir), seed=t.seed, data_seed=t.seed, per_device_train_batch_size=t.per_device_batch_size,
@@ -452,76 +396,111 @@ def _training_args(config: TrainConfig, stage: StageConfig, output_dir: Path):
         save_total_limit=t.save_total_limit, dataloader_num_workers=t.dataloader_num_workers,
         report_to=t.report_to, remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
         ddp_find_unused_parameters=True, use_cpu=not torch.cuda.is_available(), save_only_model=False,
-        disable_tqdm=True,  # run_training's own callback shows progress, named after the stage (coat/progress.py)
+        disable_tqdm=True,  # stage_trainer's own callback shows progress, named after the stage (coat/progress.py)
     )
 
 
-def run_training(config: TrainConfig, callbacks=None) -> dict:
-    """Run every stage (resuming a stopped run) and save the final adapter. Returns a summary dict."""
-    from accelerate import PartialState
-    from transformers import PrinterCallback, set_seed
+# ----------------------------------------------------------------------------------------------------- recipe
+@dataclass
+class TrainResult:
+    """What a training run leaves behind: its folder, the final adapter, the stages it trained, its log."""
 
-    from coat.distributed import broadcast_coat_parameters, free_memory, is_sharded_model
-    from coat.progress import trainer_progress_callback
+    output_dir: str
+    adapter: str
+    trained_stages: list[str]
+    log_history: list[dict]
 
-    out = Path(config.training.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    set_seed(config.training.seed)
-    # One process (per node) writes shared files first: the synthetic data and a created tiny model. A CPU-only
-    # host needs cpu=True for accelerate to form a multi-process (gloo) group.
-    state = PartialState(cpu=not torch.cuda.is_available())
-    with state.main_process_first():
-        source = training_source(config)
-        if config.model.create_tiny:
-            from coat.loading import create_tiny_model
 
-            create_tiny_model(config.model.name_or_path, config.model.seed)
-    if len(source) == 0:
-        raise TrainingDataError(f"the training data ({source.description}) has no examples")
-    experts = build_experts(config)
-    caches = target_caches(config, source, experts)
-    source = leave_out_bad_audio(config, source, bad_audio(config, source, caches, state), state)
-    set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
-    model, processor = build_model(config, experts)
-    broadcast_coat_parameters(model.coat_parameters())  # every process starts from rank 0's CoAT weights
-    sampling_rate = processor.feature_extractor.sampling_rate
-    columns = QAColumns(config.data.question_column, config.data.choices_column, config.data.answer_column,
-                        config.data.answer_format)
-    dataset = QADataset(source, sampling_rate, columns, caches)
-    collator = CoATCollator(processor, sampling_rate, heads=model.heads, weights=model.expert_weights)
-    write_atomic(out / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
+class TrainingRecipe:
+    """``coat train`` in three plain steps: :meth:`setup` (data, expert targets, bad audio left out, the model with
+    its heads and LoRA), :meth:`train` (every stage of the schedule, resuming where a stopped run left off) and
+    :meth:`save` (the final adapter and log). After :meth:`setup` the run's parts are attributes: ``source``,
+    ``experts``, ``caches``, ``model``, ``processor``, ``dataset``, ``collator``."""
 
-    trainer_cls = _trainer_class()
-    history, trained = [], []
-    for index, stage in enumerate(config.stages):
-        stage_dir = out / f"stage-{index}-{stage.name}"
-        if stage_done(stage_dir):  # finished before: take its weights and go on
-            model.load_adapter_weights(stage_dir / "adapter")
-            history += json.loads((stage_dir / "log_history.json").read_text())
-            if state.is_main_process:
+    def __init__(self, config: TrainConfig, callbacks=None):
+        self.config, self.callbacks = config, callbacks
+        self.output_dir = Path(config.training.output_dir)
+        self.history: list[dict] = []
+        self.trained: list[str] = []
+
+    def setup(self) -> None:
+        config = self.config
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        set_seed(config.training.seed)
+        # One process (per node) writes shared files first: the synthetic data and a created tiny model. A CPU-only
+        # host needs cpu=True for accelerate to form a multi-process (gloo) group.
+        self.state = PartialState(cpu=not torch.cuda.is_available())
+        with self.state.main_process_first():
+            source = training_source(config)
+            if config.model.create_tiny:
+                create_tiny_model(config.model.name_or_path, config.model.seed)
+        if len(source) == 0:
+            raise TrainingDataError(f"the training data ({source.description}) has no examples")
+        self.experts = load_experts(config.targets, config.experts)
+        self.caches = target_caches(config.targets, source, self.experts)
+        self.source = leave_out_bad_audio(config, source, bad_audio(config, source, self.caches, self.state),
+                                          self.state)
+        set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
+        self.model, self.processor = build_model(config, self.experts)
+        broadcast_coat_parameters(self.model.coat_parameters())  # every process starts from rank 0's CoAT weights
+        sampling_rate = self.processor.feature_extractor.sampling_rate
+        self.dataset = QADataset(self.source, config.data, sampling_rate, self.caches)
+        self.collator = CoATCollator(self.processor, sampling_rate, heads=self.model.heads,
+                                     weights=self.model.expert_weights)
+        write_atomic(self.output_dir / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
+
+    def train(self) -> None:
+        for index, stage in enumerate(self.config.stages):
+            self.train_stage(index, stage)
+
+    def train_stage(self, index: int, stage: StageConfig) -> None:
+        """One stage: a Trainer run over the parts it names, from its last complete checkpoint if it has one; a stage
+        whose adapter is complete was finished before, and only its weights are taken."""
+        stage_dir = self.stage_dir(index)
+        if stage_done(stage_dir):
+            self.model.load_adapter_weights(stage_dir / "adapter")
+            self.history += json.loads((stage_dir / "log_history.json").read_text())
+            if self.state.is_main_process:
                 print(f"stage {stage.name}: finished in an earlier run ({stage_dir / 'adapter'}), not trained again")
-            continue
-        trained.append(stage.name)
-        if is_sharded_model(model):  # the last stage's Trainer sharded it (FSDP2, ZeRO-3) and a new Trainer cannot
-            model = trainer = None  # prepare it again: start from a fresh base model and the last stage's adapter
-            free_memory()
-            model = build_model(config, experts)[0]
-            model.load_adapter_weights(out / f"stage-{index - 1}-{config.stages[index - 1].name}" / "adapter")
-        model.set_trainable(stage.train)
-        set_seed(config.training.seed + index)
-        trainer = trainer_cls(model=model, args=_training_args(config, stage, stage_dir), train_dataset=dataset,
-                              data_collator=_WithIds(collator), callbacks=callbacks)
-        trainer.remove_callback(PrinterCallback)  # prints log dicts with numbers as quoted strings
-        trainer.add_callback(trainer_progress_callback(stage.name, enabled=config.training.progress))
-        trainer.train(resume_from_checkpoint=_resume_point(stage_dir, state))
+            return
+        self.trained.append(stage.name)
+        if index and is_sharded_model(self.model):
+            self.rebuild_model(self.stage_dir(index - 1) / "adapter")
+        self.model.set_trainable(stage.train)
+        set_seed(self.config.training.seed + index)
+        trainer = stage_trainer(self.model, _training_args(self.config, stage, stage_dir), self.dataset,
+                                self.collator, stage.name, self.config.training.progress, self.callbacks)
+        trainer.train(resume_from_checkpoint=_resume_point(stage_dir, self.state))
         logs = [dict(entry, stage=stage.name) for entry in trainer.state.log_history]
         if trainer.is_world_process_zero():
             write_atomic(stage_dir / "log_history.json", json.dumps(logs, indent=2))
-        model.save_pretrained(stage_dir / "adapter", is_main_process=trainer.is_world_process_zero())  # gathers
+        # every process: a sharded model is gathered, and the main one writes
+        self.model.save_pretrained(stage_dir / "adapter", is_main_process=trainer.is_world_process_zero())
         trainer.accelerator.wait_for_everyone()
-        history += logs
-    model.save_pretrained(out / "adapter", is_main_process=state.is_main_process)  # every process: gathers
-    if state.is_main_process:
-        write_atomic(out / "log_history.json", json.dumps(history, indent=2))
-    return {"output_dir": str(out), "adapter": str(out / "adapter"), "log_history": history, "model": model,
-            "processor": processor, "dataset": dataset, "collator": collator, "trained_stages": trained}
+        self.history += logs
+
+    def stage_dir(self, index: int) -> Path:
+        return self.output_dir / f"stage-{index}-{self.config.stages[index].name}"
+
+    def rebuild_model(self, adapter: Path) -> None:
+        """A fresh model with the adapter of the stage before: a Trainer cannot prepare a model that an earlier
+        stage's Trainer sharded (FSDP2, ZeRO-3)."""
+        self.model = None  # the sharded one goes before the new one is built
+        free_memory()
+        self.model = build_model(self.config, self.experts)[0]
+        self.model.load_adapter_weights(adapter)
+
+    def save(self) -> TrainResult:
+        adapter = self.output_dir / "adapter"
+        self.model.save_pretrained(adapter, is_main_process=self.state.is_main_process)  # every process: gathers
+        if self.state.is_main_process:
+            write_atomic(self.output_dir / "log_history.json", json.dumps(self.history, indent=2))
+        return TrainResult(str(self.output_dir), str(adapter), self.trained, self.history)
+
+
+def run_training(config: TrainConfig, callbacks=None) -> TrainResult:
+    """Set up, train every stage (resuming a stopped run) and save the final adapter."""
+    recipe = TrainingRecipe(config, callbacks)
+    recipe.setup()
+    recipe.train()
+    return recipe.save()

@@ -1,7 +1,9 @@
 """Random-weight models of every supported family, built from a config, and inputs in their processors'
 format. Tests use the ``tiny`` sizes (the sizes transformers' own tests use), benchmarks the ``mid`` sizes and
 the released configurations (:func:`released_config`: every width, vocabulary size, mel-bin count, audio window and
-special id of the released checkpoints). Nothing here downloads anything.
+special id of the released checkpoints), the demo a small Qwen2-Audio it pre-trains; ``create_tiny_model`` writes
+the tiny Qwen2-Audio with the synthetic benchmark's words that smoke-run configs use. Nothing here downloads
+anything.
 
     model = build_model("qwen2_audio", "tiny")
     inputs = make_inputs(model, audios_per_prompt=[2, 1], padding_side="left")
@@ -10,8 +12,14 @@ special id of the released checkpoints). Nothing here downloads anything.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 import transformers as tf
+
+from coat.files import atomic_dir
+from coat.progress import quiet_hub_bars
 
 FAMILIES = ("qwen2_audio", "qwen2_5_omni_thinker", "audioflamingo3", "voxtral", "musicflamingo")
 
@@ -54,12 +62,16 @@ def _audio(size: str) -> dict:
                 num_mel_bins=80, max_source_positions=positions)
 
 
-def tiny_config(family: str, size: str = "tiny"):
-    """A config of ``family`` ('tiny': hidden 32, 2 layers, vocab 110; 'mid': hidden 512, 8 layers, 30 s audio)."""
+def tiny_config(family: str, size: str = "tiny", text: dict | None = None, audio: dict | None = None, **ids):
+    """A config of ``family`` ('tiny': hidden 32, 2 layers, vocab 110; 'mid': hidden 512, 8 layers, 30 s audio).
+
+    For ``qwen2_audio``, ``text`` / ``audio`` override fields of the text and audio-encoder configs (other sizes,
+    another vocabulary) and ``ids`` the special ids (``audio_token_index``, ``audio_eos_token_id``), all before the
+    config is built, so the fields it derives from them follow."""
     if family == "qwen2_audio":
-        return tf.Qwen2AudioConfig(audio_config=dict(model_type="qwen2_audio_encoder", **_audio(size)),
-                                   text_config=_text(size, family), audio_token_index=AUDIO,
-                                   audio_eos_token_id=AUDIO_EOS)
+        ids = {"audio_token_index": AUDIO, "audio_eos_token_id": AUDIO_EOS, **ids}
+        audio = {"model_type": "qwen2_audio_encoder", **_audio(size), **(audio or {})}
+        return tf.Qwen2AudioConfig(audio_config=audio, text_config={**_text(size, family), **(text or {})}, **ids)
     if family == "audioflamingo3":
         return tf.AudioFlamingo3Config(audio_config=dict(model_type="audioflamingo3_encoder", **_audio(size)),
                                        text_config=_text(size, family), audio_token_id=AUDIO)
@@ -351,19 +363,39 @@ def build_qwen2_audio_processor(words: list[str], chunk_seconds: int = 1):
                                   chat_template=QWEN2_AUDIO_CHAT_TEMPLATE)
 
 
-def model_for_processor(processor, size: str = "tiny", seed: int = 0):
-    """A random Qwen2-Audio whose vocabulary, special ids and audio window match ``processor``."""
+def model_for_processor(processor, size: str = "tiny", seed: int = 0, text: dict | None = None,
+                        audio: dict | None = None, answer_end: str | None = None):
+    """A random Qwen2-Audio whose vocabulary, special ids and audio window match ``processor``.
+
+    ``text`` / ``audio``: other sizes than ``size``'s (:func:`tiny_config`; the demo's small model). ``answer_end``:
+    the token that ends an answer (the chat template's turn end), where ``generate()`` stops; None: it never stops
+    early, so a random model's answers have a fixed length.
+    """
     tok = processor.tokenizer
-    config = tiny_config("qwen2_audio", size)
-    config.audio_config.max_source_positions = processor.feature_extractor.nb_max_frames // 2
-    config.text_config.vocab_size = len(tok)
-    config.text_config.pad_token_id = tok.pad_token_id
-    config.text_config.eos_token_id = tok.eos_token_id
-    config.text_config.bos_token_id = None
-    config.audio_token_index = tok.convert_tokens_to_ids("<|AUDIO|>")
-    config.audio_eos_token_id = tok.convert_tokens_to_ids("<|audio_eos|>")
+    end = tok.convert_tokens_to_ids(answer_end) if answer_end else None
+    text = {"vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "bos_token_id": None,
+            "eos_token_id": end if answer_end else tok.eos_token_id, **(text or {})}
+    audio = {"max_source_positions": processor.feature_extractor.nb_max_frames // 2, **(audio or {})}
+    config = tiny_config("qwen2_audio", size, text, audio, audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
+                         audio_eos_token_id=tok.convert_tokens_to_ids("<|audio_eos|>"))
     torch.manual_seed(seed)
     model = tf.Qwen2AudioForConditionalGeneration(config).eval()
     model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = None
+    model.generation_config.eos_token_id = end
     return model
+
+
+def create_tiny_model(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a tiny random Qwen2-Audio and its processor, whose words are the synthetic benchmark's, to ``path``
+    (atomically: a half-written folder never appears under that name); an existing one is kept. What a config's
+    ``model.create_tiny`` builds: offline tests and smoke runs load it through ``from_pretrained``."""
+    from coat.data.synth import synth_words
+
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    with atomic_dir(path) as tmp, quiet_hub_bars():  # a few hundred kB: no "Writing model shards" bar
+        processor = build_qwen2_audio_processor(synth_words(), chunk_seconds=2)
+        processor.save_pretrained(tmp)
+        model_for_processor(processor, seed=seed).save_pretrained(tmp)
+    return path

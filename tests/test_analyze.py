@@ -14,7 +14,7 @@ from coat.cli import main
 from coat.config_io import ConfigError, load_config
 from coat.data.prompts import format_question, prompt_text
 from coat.data.synth import SynthConfig, generate_split
-from coat.loading import create_tiny_model
+from coat.zoo import create_tiny_model
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "analyze_tiny.yaml"
 
@@ -27,7 +27,7 @@ def tiny(tmp_path_factory):
 def test_cli_writes_plots_and_json(tiny, tmp_path):
     out = tmp_path / "out"
     rc = main(["analyze", str(CONFIG), f"output_dir={out}", f"model.name_or_path={tiny}",
-               "data.synth.test_size=12", "progress=false"])
+               "data.synth.test_size=12", "progress=false", f"targets.cache_dir={tmp_path / 'targets'}"])
     assert rc == 0
     for name in ("attention_share.png", "probes.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -59,7 +59,8 @@ def test_attention_share_equals_recomputation(tiny, tmp_path):
     model.save_pretrained(tmp_path / "adapter")
 
     overrides = [f"model.name_or_path={tiny}", f"output_dir={tmp_path / 'out'}", "max_examples=1", "progress=false",
-                 f"adapters=[{{name: saved, path: {tmp_path / 'adapter'}}}]", "probes=[]"]
+                 f"adapters=[{{name: saved, path: {tmp_path / 'adapter'}}}]", "probes=[]",
+                 f"targets.cache_dir={tmp_path / 'targets'}"]
     results = run_analysis(load_config(AnalyzeConfig, CONFIG, overrides))
 
     example = generate_split(SynthConfig(train_size=0, validation_size=0, test_size=36), "test")[0]
@@ -136,12 +137,12 @@ def test_bad_config_key_is_an_error_naming_it(tiny, tmp_path, capsys):
 
 def test_missing_label_source_is_a_clear_error_before_any_model_runs(tmp_path):
     never = tmp_path / "never-built"
-    common = [f"model.name_or_path={never}", f"output_dir={tmp_path / 'out'}", "progress=false"]
+    common = [f"model.name_or_path={never}", f"output_dir={tmp_path / 'out'}", "progress=false",
+              f"targets.cache_dir={tmp_path / 'targets'}"]
     config = load_config(AnalyzeConfig, CONFIG, common + ["probes=[{name: mood, metadata: emotion_label}]"])
     with pytest.raises(ConfigError, match="probe 'mood'.*'emotion_label'"):
         run_analysis(config)
-    config = load_config(AnalyzeConfig, CONFIG, common + ["probes=[{name: emotion, cache: emotion}]",
-                                                         f"cache_dir={tmp_path / 'no-cache'}"])
+    config = load_config(AnalyzeConfig, CONFIG, common + ["probes=[{name: emotion, cache: emotion}]"])
     with pytest.raises(ConfigError, match="probe 'emotion'.*cache 'emotion' not found"):
         run_analysis(config)
     assert not never.exists()  # labels are resolved before the model is loaded
@@ -149,8 +150,7 @@ def test_missing_label_source_is_a_clear_error_before_any_model_runs(tmp_path):
 
 def test_pitch_class_labels_from_a_real_crepe_cache_match_the_synth_f0(tmp_path):
     from coat.data.sources import ExampleListSource
-    from coat.experts import build_expert
-    from coat.experts.cache import compute_targets
+    from coat.experts import build_expert, compute_targets
 
     examples = generate_split(SynthConfig(train_size=0, validation_size=0, test_size=4, categories=("note",)), "test")
     source = ExampleListSource(examples)
@@ -166,8 +166,7 @@ def test_pitch_class_labels_from_a_real_crepe_cache_match_the_synth_f0(tmp_path)
 def test_cached_labels_of_a_long_clip_describe_the_audio_the_model_receives(tmp_path):
     """2 s of A4 then 4 s of C5: over the whole clip the pitch class is C; the model (window 2 s) hears only A."""
     from coat.data.sources import ExampleListSource
-    from coat.experts import build_expert
-    from coat.experts.cache import compute_targets
+    from coat.experts import build_expert, compute_targets
 
     t = np.arange(6 * 16000) / 16000
     audio = (0.5 * np.sin(2 * np.pi * np.where(t < 2, 440.0, 523.25) * t)).astype(np.float32)

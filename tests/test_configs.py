@@ -6,15 +6,15 @@ import pytest
 
 from coat.ablation import load_ablation_config
 from coat.analysis import AnalyzeConfig
-from coat.cli.targets import TargetsConfig
 from coat.config_io import ConfigError, from_dict, load_config
 from coat.demo import DemoConfig
 from coat.evaluation import EvalConfig
 from coat.experts import build_experts
+from coat.extraction import ExtractConfig
 from coat.training import TrainConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
-SPECIAL = {"targets_example.yaml": TargetsConfig, "demo.yaml": DemoConfig, "eval_tiny.yaml": EvalConfig,
+SPECIAL = {"targets_example.yaml": ExtractConfig, "demo.yaml": DemoConfig, "eval_tiny.yaml": EvalConfig,
            "analyze_tiny.yaml": AnalyzeConfig}
 
 

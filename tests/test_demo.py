@@ -50,13 +50,13 @@ def test_quick_demo_writes_the_report_and_a_reloadable_adapter(quick_runs):
     report = json.loads((out / "demo.json").read_text())
     assert list(report["table"]) == list(VARIANTS)
     assert report["split"] == "test" and report["seeds"] == [0]
-    categories = report["config"]["data"]["categories"]
+    categories = report["config"]["data"]["synth"]["categories"]
     for category in ["**overall**", *categories]:
         assert f"| {category} |" in table
     assert "expert heads (pitch 0.3) |" in table  # CoAT's column names its experts and weights
     assert "| note | 0.250 |" in table and "| contour | 0.333 |" in table  # a uniform guess among the choices
     metrics = report["runs"][0]["metrics"]
-    assert all(metrics[v]["n"] == report["config"]["data"]["test_size"] for v in VARIANTS)
+    assert all(metrics[v]["n"] == report["config"]["data"]["synth"]["test_size"] for v in VARIANTS)
 
     base, processor = load_model_and_processor(ModelConfig(name_or_path=report["model_dir"]))
     assert type(base).__name__ == "Qwen2AudioForConditionalGeneration"
@@ -81,9 +81,9 @@ def test_quick_demo_is_deterministic_and_reuses_the_pretrained_model(quick_runs)
 
 def test_demo_yaml_is_the_dataclass_defaults_and_overrides_apply():
     assert asdict(load_demo_config(ROOT / "configs" / "demo.yaml")) == asdict(DemoConfig())
-    config = load_demo_config(None, ["training.steps=3"], quick=True, seeds=2, output="x")
+    config = load_demo_config(None, ["training.steps=3", "quick=true", "seeds=2", "output_dir=x"])
     assert (config.seeds, config.output_dir, config.training.steps) == (2, "x", 3)
-    assert config.pretrain.steps == DemoConfig().quick["pretrain"]["steps"]
+    assert config.pretrain.steps == DemoConfig().quick_overrides["pretrain"]["steps"]
     with pytest.raises(ConfigError, match="trainin"):
         load_demo_config(None, ["trainin.steps=3"])
 
@@ -100,8 +100,9 @@ def test_full_demo_three_seeds_coat_beats_both_baselines(tmp_path):
 
 
 def test_a_nested_override_keeps_the_demo_defaults_of_its_section():
-    config = load_demo_config(None, ["data.validation_size=7", "heads.layers=2"])
-    assert config.data.train_size == DemoConfig().data.train_size and config.data.validation_size == 7
+    config = load_demo_config(None, ["data.synth.validation_size=7", "heads.layers=2"])
+    synth = config.data.synth
+    assert synth.train_size == DemoConfig().data.synth.train_size and synth.validation_size == 7
     assert config.heads.num_frames == DemoConfig().heads.num_frames and config.heads.layers == 2
 
 
@@ -131,6 +132,7 @@ def test_text_captions_teach_the_detail_words_as_text_only_examples():
 
     from coat import zoo
     from coat.data.collate import CoATCollator
+    from coat.data.config import DataConfig
     from coat.data.synth import SynthConfig, generate_split
     from coat.demo import (
         CAPTION_PROMPT,
@@ -159,7 +161,8 @@ def test_text_captions_teach_the_detail_words_as_text_only_examples():
                              audio_d_model=16, audio_layers=1, audio_heads=2, audio_ffn=32)
     losses = {}
     for text_captions in (False, True):
-        config = DemoConfig(model=small, data=SynthConfig(train_size=1, validation_size=1, test_size=1),
+        data = DataConfig(synth=SynthConfig(train_size=1, validation_size=1, test_size=1))
+        config = DemoConfig(model=small, data=data,
                             pretrain=PretrainConfig(examples=24, steps=30, batch_size=8, learning_rate=3e-3,
                                                     detailed_fraction=0.0, text_captions=text_captions))
         model = build_small_model(processor, small)

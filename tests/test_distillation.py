@@ -6,8 +6,8 @@ import torch
 
 import coat
 from coat import zoo
-from coat.experts.base import TargetSpec
 from coat.heads import HeadConfig
+from coat.targets import TargetSpec
 
 SPECS = [
     TargetSpec("pitch", 16000, 100.0, 12, "distribution", weight_by="voicing"),

@@ -325,14 +325,16 @@ def _losses(run_dir: Path) -> list[dict]:
 
 
 def _logits(model_dir: Path, adapter: Path):
-    from coat.data.collate import CoATCollator, QAColumns, QADataset
-    from coat.data.sources import SourceConfig, open_source
+    from coat.data import DataConfig, open_data
+    from coat.data.collate import CoATCollator, QADataset
+    from coat.data.sources import SourceConfig
     from coat.loading import ModelConfig, load_model_and_processor
 
     base, processor = load_model_and_processor(ModelConfig(name_or_path=str(model_dir)))
     model = coat.CoATModel.from_pretrained(base, adapter).eval()
     manifest = next(model_dir.parent.glob("targets/synth-*/train/manifest.jsonl"))
-    dataset = QADataset(open_source(SourceConfig(path=str(manifest))), 16000, QAColumns(), [])
+    data = DataConfig(source=SourceConfig(path=str(manifest)))
+    dataset = QADataset(open_data(data, model_dir.parent), data, 16000)
     batch = CoATCollator(processor, 16000)([dataset[i] for i in range(4)])
     batch.pop("expert_targets", None)
     with torch.no_grad():

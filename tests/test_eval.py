@@ -100,11 +100,11 @@ def test_eval_base_and_adapter_metrics_match_a_recount(tiny, tmp_path, capsys):
     mc = write_synth(tmp_path / "mc", size=12)
     cls = write_synth(tmp_path / "cls", size=8, categories=["sound_type"], seed=1)
     tasks = [
-        {"name": "mc", "type": "multiple_choice", "source": {"path": str(mc)}},
-        {"name": "sound", "type": "classification", "source": {"path": str(cls)}, "prompt": "Which sound?"},
-        {"name": "sound_text", "type": "classification", "source": {"path": str(cls)}, "prompt": "Which sound?",
-         "list_labels": False, "max_new_tokens": 4},
-        {"name": "caption", "type": "transcription", "source": {"path": str(mc)}, "text_column": "caption",
+        {"name": "mc", "type": "multiple_choice", "data": {"source": {"path": str(mc)}}},
+        {"name": "sound", "type": "classification", "data": {"source": {"path": str(cls)}}, "prompt": "Which sound?"},
+        {"name": "sound_text", "type": "classification", "data": {"source": {"path": str(cls)}},
+         "prompt": "Which sound?", "list_labels": False, "max_new_tokens": 4},
+        {"name": "caption", "type": "transcription", "data": {"source": {"path": str(mc)}}, "text_column": "caption",
          "max_new_tokens": 4},
     ]
     out = tmp_path / "out"
@@ -155,7 +155,8 @@ def test_missing_audio_is_skipped_and_reported(tiny, tmp_path, capsys):
     missing = json.loads(manifest.read_text().splitlines()[2])
     (manifest.parent / missing["audio"]).unlink()
     out = tmp_path / "out"
-    assert run_cli(base_config(tiny, out, [{"name": "mc", "source": {"path": str(manifest)}}]), tmp_path) == 0
+    tasks = [{"name": "mc", "data": {"source": {"path": str(manifest)}}}]
+    assert run_cli(base_config(tiny, out, tasks), tmp_path) == 0
     res = json.loads((out / "results.json").read_text())["models"]["base"]["mc"]
     assert [s["id"] for s in res["skipped"]] == [missing["id"]]
     assert "file not found" in res["skipped"][0]["reason"]
@@ -171,7 +172,7 @@ def test_answer_missing_from_choices_fails_before_generation(tmp_path, capsys):
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
     # the model folder does not exist: the data check must come first
-    config = base_config(tmp_path / "no_model", out, [{"name": "mc", "source": {"path": str(manifest)}}])
+    config = base_config(tmp_path / "no_model", out, [{"name": "mc", "data": {"source": {"path": str(manifest)}}}])
     assert run_cli(config, tmp_path) == 2
     err = capsys.readouterr().err
     assert rows[1]["id"] in err and "not an option" in err and "not one of its choices" in err
@@ -179,7 +180,8 @@ def test_answer_missing_from_choices_fails_before_generation(tmp_path, capsys):
 
 
 def test_unknown_config_key_is_an_error(tmp_path, capsys):
-    config = {"model": {"name_or_path": "x"}, "tasks": [{"name": "t", "source": {"path": "m.jsonl"}, "promt": "?"}]}
+    task = {"name": "t", "data": {"source": {"path": "m.jsonl"}}, "promt": "?"}
+    config = {"model": {"name_or_path": "x"}, "tasks": [task]}
     assert run_cli(config, tmp_path) == 2
     assert "tasks[0].promt" in capsys.readouterr().err
 
@@ -213,7 +215,7 @@ def test_one_bad_adapter_is_reported_by_name_and_the_others_are_kept(tiny, tmp_p
     adapters = [{"path": str(tiny / "adapter"), "name": "good1"}, {"path": str(broken), "name": "bad"},
                 {"path": str(tiny / "adapter"), "name": "good2"}]
     out = tmp_path / "out"
-    assert run_cli(base_config(tiny, out, [{"name": "mc", "source": {"path": str(mc)}}], adapters=adapters),
+    assert run_cli(base_config(tiny, out, [{"name": "mc", "data": {"source": {"path": str(mc)}}}], adapters=adapters),
                    tmp_path) == 1
     results = json.loads((out / "results.json").read_text())
     assert list(results["models"]) == ["base", "good1", "good2"]
@@ -228,5 +230,5 @@ def test_a_task_without_examples_is_an_error_naming_it(tiny, tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     out = tmp_path / "out"
-    assert run_cli(base_config(tiny, out, [{"name": "mc", "source": {"path": str(empty)}}]), tmp_path) == 2
-    assert "task 'mc': its source" in capsys.readouterr().err and not (out / "results.json").exists()
+    assert run_cli(base_config(tiny, out, [{"name": "mc", "data": {"source": {"path": str(empty)}}}]), tmp_path) == 2
+    assert "task 'mc': its data" in capsys.readouterr().err and not (out / "results.json").exists()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from coat.experts.base import TargetSpec
 from coat.heads import ExpertHeads, HeadConfig, prepare_targets, resample_targets
-from coat.losses import LOSS_FUNCTIONS, distillation_losses, target_loss
+from coat.losses import distillation_losses, target_loss
+from coat.targets import LOSS_FUNCTIONS, TargetSpec
 
 HIDDEN, K = 32, 4
 PITCH = TargetSpec("pitch", 16000, 100.0, 1, "regression", weight_by="voicing")

@@ -44,8 +44,8 @@ def test_a_clip_longer_than_the_audio_window_is_supervised_on_what_the_model_rec
     import pytest
 
     from coat.data.collate import CoATCollator, audio_window
-    from coat.experts.base import TargetSpec
     from coat.heads import ExpertHeads, HeadConfig
+    from coat.targets import TargetSpec
 
     processor = zoo.build_qwen2_audio_processor(WORDS, chunk_seconds=2)
     assert audio_window(processor) == 32000

@@ -88,7 +88,7 @@ def test_cached_exports_are_keyed_by_settings_and_generator_version(monkeypatch)
     assert digest == SynthConfig(train_size=6, validation_size=0, test_size=0).digest()
     assert digest != SynthConfig(train_size=7, validation_size=0, test_size=0).digest()
     # a generator that makes other examples from the same settings must not reuse an older export
-    monkeypatch.setattr(synth, "GENERATOR_VERSION", synth.GENERATOR_VERSION + 1)
+    monkeypatch.setattr(synth.splits, "GENERATOR_VERSION", synth.GENERATOR_VERSION + 1)
     assert config.digest() != digest
 
 

@@ -15,18 +15,13 @@ import pytest
 import soundfile as sf
 
 from coat.cli import main as coat_main
+from coat.data.checks import AudioChecks
 from coat.data.sources import ExampleListSource, FolderSource
 from coat.experts import build_expert
-from coat.experts.base import TargetSpec
-from coat.experts.cache import (
-    AudioChecks,
-    MissingTargetsError,
-    TargetCache,
-    compute_targets,
-    length_batches,
-    pad_batch,
-)
+from coat.experts.cache import MissingTargetsError, TargetCache
+from coat.experts.compute import compute_targets, length_batches, pad_batch
 from coat.experts.pitch import distribution_to_hz
+from coat.targets import TargetSpec
 
 REPO = Path(__file__).resolve().parent.parent
 SR = 16000
@@ -216,8 +211,8 @@ def test_builtin_experts_from_a_saved_dataset_through_the_cli(tmp_path):
     audio = [{"array": (0.3 * np.sin(2 * np.pi * f * t) + 0.001 * rng.standard_normal(t.size)).astype(np.float32),
               "sampling_rate": 8000} for f in (220.0, 330.0)]
     datasets.Dataset.from_dict({"id": ["low", "high"], "audio": audio}).save_to_disk(tmp_path / "ds")
-    assert coat_main(["targets", "source.path=" + str(tmp_path / "ds"), "experts=[pitch, reconstruction]",
-                      f"cache_dir={tmp_path / 'cache'}", "progress=false"]) == 0
+    assert coat_main(["targets", "data.source.path=" + str(tmp_path / "ds"), "experts=[pitch, reconstruction]",
+                      f"targets.cache_dir={tmp_path / 'cache'}", "progress=false"]) == 0
     pitch = TargetCache.open(tmp_path / "cache", expert="pitch")
     logmel = TargetCache.open(tmp_path / "cache", expert="reconstruction")
     assert pitch.ids() == logmel.ids() == ["low", "high"]
@@ -229,8 +224,8 @@ def test_builtin_experts_from_a_saved_dataset_through_the_cli(tmp_path):
 
 
 def _write_config(tmp_path: Path, clips: Path, cache: Path, **extra) -> Path:
-    lines = [f"source: {{path: {clips}}}", "experts: [reconstruction]", f"cache_dir: {cache}",
-             "batch_seconds: 1.0", "max_batch_size: 2", "progress: false"]
+    lines = [f"data: {{source: {{path: {clips}}}}}", "experts: [reconstruction]",
+             f"targets: {{cache_dir: {cache}, batch_seconds: 1.0, max_batch_size: 2}}", "progress: false"]
     lines += [f"{k}: {v}" for k, v in extra.items()]
     cfg = tmp_path / f"targets_{cache.name}.yaml"
     cfg.write_text("\n".join(lines) + "\n")
@@ -269,7 +264,7 @@ def test_resume_after_sigkill_gives_each_example_once_and_the_same_cache(tmp_pat
     assert len(resumed) == 120 and len(set(resumed.ids())) == 120 and resumed.ids() == FolderSource(clips).ids()
     assert not (folder / "parts").exists()
 
-    assert coat_main(["targets", str(cfg), f"cache_dir={tmp_path / 'one_go'}"]) == 0
+    assert coat_main(["targets", str(cfg), f"targets.cache_dir={tmp_path / 'one_go'}"]) == 0
     assert_same_cache(resumed, TargetCache.open(tmp_path / "one_go" / folder.name))
 
 
@@ -299,12 +294,12 @@ def test_resume_after_a_crash_computes_only_what_is_missing(tmp_path, rms_module
 def test_cli_config_errors_name_the_key(tmp_path, capsys):
     clips = write_clips(tmp_path / "clips", 1)
     cfg = _write_config(tmp_path, clips, tmp_path / "cache")
-    assert coat_main(["targets", str(cfg), "batch_secnds=3"]) == 2
+    assert coat_main(["targets", str(cfg), "targets.batch_secnds=3"]) == 2
     assert "batch_secnds" in capsys.readouterr().err
-    assert coat_main(["targets", str(cfg), "source.audio_colum=x"]) == 2
-    assert "source.audio_colum" in capsys.readouterr().err
-    assert coat_main(["targets", str(cfg), "checks.silence=3"]) == 2
-    assert "checks.silence" in capsys.readouterr().err
+    assert coat_main(["targets", str(cfg), "data.source.audio_colum=x"]) == 2
+    assert "data.source.audio_colum" in capsys.readouterr().err
+    assert coat_main(["targets", str(cfg), "targets.checks.silence=3"]) == 2
+    assert "targets.checks.silence" in capsys.readouterr().err
     assert coat_main(["targets", str(cfg), "experts=[no_such_expert]"]) == 2
     assert "no_such_expert" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
@@ -315,14 +310,14 @@ def test_example_config_runs_as_written_on_its_own_synthetic_clips(tmp_path, mon
     clips as an audio folder; nothing lands outside runs/."""
     monkeypatch.chdir(tmp_path)
     example = str(REPO / "configs" / "targets_example.yaml")
-    small = ["synth.train_size=6", "progress=false"]
+    small = ["data.synth.train_size=6", "progress=false"]
     assert coat_main(["targets", example, *small]) == 0
     assert "writing the synthetic train split (6 clips" in capsys.readouterr().out
     data = tmp_path / "runs" / "targets_example" / "data"
     assert len((data / "manifest.jsonl").read_text().splitlines()) == 6
     pitch = TargetCache.open(tmp_path / "runs" / "targets_example" / "cache", expert="pitch")
     assert len(pitch.ids()) == 6
-    assert coat_main(["targets", example, *small, f"source.path={data.relative_to(tmp_path)}"]) == 0
+    assert coat_main(["targets", example, *small, f"data.source.path={data.relative_to(tmp_path)}"]) == 0
     assert "writing the synthetic" not in capsys.readouterr().out
     folder_caches = sorted((tmp_path / "runs" / "targets_example" / "cache").glob("pitch-*"))
     assert len(folder_caches) == 2  # the folder source's ids (file paths) differ from the manifest's: its own cache
@@ -330,12 +325,12 @@ def test_example_config_runs_as_written_on_its_own_synthetic_clips(tmp_path, mon
 
 
 def test_example_config_is_valid():
-    from coat.cli.targets import TargetsConfig
     from coat.config_io import load_config
+    from coat.extraction import ExtractConfig
 
-    config = load_config(TargetsConfig, REPO / "configs" / "targets_example.yaml")
+    config = load_config(ExtractConfig, REPO / "configs" / "targets_example.yaml")
     assert [e.name for e in config.experts] == ["pitch", "reconstruction"]
-    assert config.checks.silence_db == -80.0
+    assert config.targets.checks.silence_db == -80.0
 
 
 def test_bench_targets_writes_json_and_markdown(tmp_path, capsys):
@@ -353,10 +348,10 @@ def test_bench_targets_writes_json_and_markdown(tmp_path, capsys):
 
 
 def test_bench_without_a_checkout_says_where_benchmarks_live(monkeypatch, capsys):
-    from coat.cli import bench
+    from coat.cli import BENCHMARKS, Command, bench
 
     assert (bench.benchmarks_dir() / "targets.py").is_file()
-    monkeypatch.setitem(bench.BENCHMARKS, "ghost", ("ghost.py", "a benchmark file that is not there"))
+    monkeypatch.setitem(BENCHMARKS, "ghost", Command("benchmarks.ghost:Config", "benchmarks.ghost:bench", "not there"))
     assert coat_main(["bench", "ghost"]) == 2
     err = capsys.readouterr().err
     assert "ghost.py not found" in err and "source checkout" in err

@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 import coat
 from coat.config_io import ConfigError, load_config
 from coat.loading import ModelConfig, load_model_and_processor
-from coat.training import TrainConfig, run_training
+from coat.training import TrainConfig, TrainingRecipe, run_training
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny.yaml"
@@ -22,6 +22,14 @@ def _config(tmp, *overrides):
                                            f"training.output_dir={tmp}/train", *overrides])
 
 
+def _run(config, callbacks=None):
+    """The recipe, step by step (its model, dataset and collator stay inspectable), and its result."""
+    recipe = TrainingRecipe(config, callbacks)
+    recipe.setup()
+    recipe.train()
+    return recipe, recipe.save()
+
+
 def _curve(history, key, stage=None):
     return [e[key] for e in history if key in e and (stage is None or e["stage"] == stage)]
 
@@ -29,26 +37,26 @@ def _curve(history, key, stage=None):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tiny")
-    return tmp, run_training(_config(tmp))
+    return (tmp, *_run(_config(tmp)))
 
 
 def test_tiny_config_losses_fall_and_the_adapter_reloads(tiny_run):
-    tmp, result = tiny_run
-    history = result["log_history"]
+    tmp, recipe, result = tiny_run
+    history = result.log_history
     for key in ("loss_pitch", "loss_voicing", "loss_logmel"):
         curve = _curve(history, key)
         assert curve[-1] < curve[0], (key, curve)
     text = _curve(history, "text_loss", "joint")
     assert text[-1] < text[0], text
 
-    model = result["model"].eval()
-    batch = result["collator"]([result["dataset"][i] for i in range(3)])
+    model = recipe.model.eval()
+    batch = recipe.collator([recipe.dataset[i] for i in range(3)])
     targets = batch.pop("expert_targets")
     with torch.no_grad():
         expected = model(**batch, expert_targets=targets)
     base, _ = load_model_and_processor(ModelConfig(name_or_path=str(tmp / "model")))
-    reloaded = coat.CoATModel.from_pretrained(base, result["adapter"]).eval()
-    assert sorted(p.name for p in Path(result["adapter"]).iterdir()) == ["coat_config.json",
+    reloaded = coat.CoATModel.from_pretrained(base, result.adapter).eval()
+    assert sorted(p.name for p in Path(result.adapter).iterdir()) == ["coat_config.json",
                                                                            "coat_model.safetensors", "lora"]
     with torch.no_grad():
         got = reloaded(**batch, expert_targets=targets)
@@ -59,12 +67,12 @@ def test_tiny_config_losses_fall_and_the_adapter_reloads(tiny_run):
 def test_a_finished_run_trains_nothing_and_says_so(tiny_run, capsys):
     from coat.cli import main
 
-    tmp, result = tiny_run
+    tmp, _, result = tiny_run
     assert main(["train", str(TINY), f"model.name_or_path={tmp}/model", f"targets.cache_dir={tmp}/targets",
                  f"training.output_dir={tmp}/train"]) == 0
     out = capsys.readouterr().out
     assert "stage joint: finished in an earlier run" in out
-    assert "nothing to train" in out and result["adapter"] in out
+    assert "nothing to train" in out and result.adapter in out
     assert "adapter saved" not in out
 
 
@@ -81,7 +89,7 @@ def test_interrupted_run_resumes_to_the_same_weights_past_what_a_kill_left_half_
     stages = ("stages=[{name: thinking_and_heads, train: [thinking, heads], max_steps: 4, learning_rate: 0.01},"
               " {name: joint, train: [thinking, heads, lora], max_steps: 8, learning_rate: 0.01}]")
     common = ["experts=[{name: reconstruction, weight: 0.1}]", stages, "training.save_steps=3"]
-    straight = run_training(_config(tmp_path / "a", *common))
+    straight, straight_result = _run(_config(tmp_path / "a", *common))
     with pytest.raises(KeyboardInterrupt):
         run_training(_config(tmp_path / "b", *common), callbacks=[_Interrupt("stage-1-joint", 5)])
     stage = tmp_path / "b" / "train" / "stage-1-joint"
@@ -97,20 +105,20 @@ def test_interrupted_run_resumes_to_the_same_weights_past_what_a_kill_left_half_
     (first / "coat_model.safetensors").unlink()
     shutil.rmtree(first / "lora")
     capsys.readouterr()
-    resumed = run_training(_config(tmp_path / "b", *common))
+    resumed, resumed_result = _run(_config(tmp_path / "b", *common))
     out = capsys.readouterr().out
     assert "stage-1-joint: skipping incomplete checkpoint-6 (trainer_state.json missing); removed it" in out
     assert "stage-1-joint: resuming from checkpoint-3" in out
-    a = straight["model"].coat_state_dict()
-    b = resumed["model"].coat_state_dict()
+    a = straight.model.coat_state_dict()
+    b = resumed.model.coat_state_dict()
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
-    lora_a = {n: p for n, p in straight["model"].named_parameters() if "lora_" in n}
-    lora_b = {n: p for n, p in resumed["model"].named_parameters() if "lora_" in n}
+    lora_a = {n: p for n, p in straight.model.named_parameters() if "lora_" in n}
+    lora_b = {n: p for n, p in resumed.model.named_parameters() if "lora_" in n}
     assert all(torch.allclose(lora_a[n], lora_b[n], atol=1e-6) for n in lora_a)
-    assert _curve(straight["log_history"], "text_loss")[-1] == pytest.approx(
-        _curve(resumed["log_history"], "text_loss")[-1], abs=1e-5)
+    assert _curve(straight_result.log_history, "text_loss")[-1] == pytest.approx(
+        _curve(resumed_result.log_history, "text_loss")[-1], abs=1e-5)
 
 
 class _Snapshot(TrainerCallback):
@@ -123,18 +131,18 @@ def test_zero_expert_weights_train_a_pause_style_block_and_leave_heads_alone(tmp
     stages = "stages=[{name: joint, train: [thinking, heads, lora], max_steps: 3, learning_rate: 0.01}]"
     config = _config(tmp_path, "experts=[{name: reconstruction, weight: 0.0}]", stages)
     snapshot = _Snapshot()
-    result = run_training(config, callbacks=[snapshot])
-    history = result["log_history"]
+    recipe, result = _run(config, callbacks=[snapshot])
+    history = result.log_history
     assert not any(k.startswith("loss_") for e in history for k in e)
     assert _curve(history, "text_loss")
-    heads_after = result["model"].heads.state_dict()
+    heads_after = recipe.model.heads.state_dict()
     for name, value in snapshot.heads.items():
         assert torch.equal(heads_after[name], value), name  # no gradient ever reached them
-    assert not torch.equal(result["model"].thinking_embedding.thinking, snapshot.thinking)
+    assert not torch.equal(recipe.model.thinking_embedding.thinking, snapshot.thinking)
 
 
 def test_a_cache_missing_examples_is_an_error_naming_them(tiny_run, tmp_path):
-    tmp, _ = tiny_run
+    tmp, _, _ = tiny_run
     # same caches, more training examples than were extracted
     config = _config(tmp, "data.synth.train_size=52", "targets.compute=false", f"training.output_dir={tmp_path}")
     with pytest.raises(FileNotFoundError, match="no target cache of expert 'pitch'"):
@@ -142,6 +150,60 @@ def test_a_cache_missing_examples_is_an_error_naming_them(tiny_run, tmp_path):
 
 
 ONE_STAGE = "stages=[{name: joint, train: [thinking, lora], max_steps: 2, learning_rate: 0.01}]"
+
+# A custom expert in a module of its own, registered when `targets.imports` names the module.
+PEAK_EXPERT = '''
+import numpy as np
+from coat.experts import Expert, TargetSpec, register_expert
+
+
+class PeakExpert(Expert):
+    name = "peak"
+
+    def specs(self):
+        return (TargetSpec("peak", self.sample_rate, 50.0, 1, "regression"),)
+
+    def params(self):
+        return {}
+
+    def compute(self, waveforms, lengths):
+        spec = self.specs()[0]
+        out = []
+        for wave, n in zip(waveforms.abs().cpu().numpy(), lengths.tolist()):
+            frames = spec.num_frames(int(n))
+            hop = -(-int(n) // frames)
+            out.append({"peak": np.array([[wave[i * hop:(i + 1) * hop].max(initial=0.0)] for i in range(frames)],
+                                         np.float32)})
+        return out
+
+
+register_expert("peak", PeakExpert)
+'''
+
+
+def test_a_custom_expert_from_imports_trains_and_coat_targets_computes_the_cache_train_opens(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """`targets.imports` registers a custom expert for `coat train` as for `coat targets`; the two commands, given the
+    same targets section (here non-default checks), compute and open the same cache: one folder, computed once."""
+    from coat.cli import main
+
+    (tmp_path / "peak_expert.py").write_text(PEAK_EXPERT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manifest = _manifest(tmp_path, n=4)
+    sections = [f"data.source.path={manifest}", "experts=[peak]", "targets.imports=[peak_expert]",
+                f"targets.cache_dir={tmp_path}/targets", "targets.checks.min_seconds=0.5"]
+    assert main(["targets", *sections, "progress=false"]) == 0
+    config = _config(tmp_path, "data.synth=null", *sections, "targets.compute=false",
+                     "stages=[{name: joint, train: [thinking, heads], max_steps: 2, learning_rate: 0.01}]",
+                     "training.logging_steps=1")
+    result = run_training(config)
+    assert _curve(result.log_history, "loss_peak")
+    assert [p.name.split("-")[0] for p in (tmp_path / "targets").glob("peak-*")] == ["peak"]  # one cache for both
+    capsys.readouterr()  # computing again finds it finished: nothing is computed twice
+    run_training(_config(tmp_path, "data.synth=null", *sections, "targets.compute=true", ONE_STAGE,
+                         f"training.output_dir={tmp_path}/again"))
+    assert "(reused, nothing computed)" in capsys.readouterr().out
+    assert len(list((tmp_path / "targets").glob("peak-*"))) == 1
 
 
 def _manifest(tmp_path, n=6, **replace):
@@ -166,10 +228,10 @@ def test_bad_audio_is_reported_and_left_out_before_training(tmp_path, capsys):
     import numpy as np
 
     manifest = _manifest(tmp_path, **{"2": ("silent-one", np.zeros(16000, np.float32))})
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}",
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}",
                      "experts=[{name: reconstruction}]", ONE_STAGE)
-    result = run_training(config)
-    assert len(result["dataset"]) == 5 and "silent-one" not in result["dataset"].source.ids()
+    recipe, _ = _run(config)
+    assert len(recipe.dataset) == 5 and "silent-one" not in recipe.dataset.source.ids()
     assert "left out 1 of 6 training example(s) with bad audio: 'silent-one' (silent" in capsys.readouterr().out
     assert json.loads((tmp_path / "train" / "bad_audio.jsonl").read_text())["reason"] == "silent"
 
@@ -182,16 +244,16 @@ def test_non_finite_audio_never_trains_a_nan_adapter_without_experts(tmp_path, c
     audio = np.full(16000, 0.1, np.float32)
     audio[:1000] = np.inf
     manifest = _manifest(tmp_path, **{"1": ("inf-one", audio)})
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]", ONE_STAGE)
-    result = run_training(config)
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}", "experts=[]", ONE_STAGE)
+    recipe, _ = _run(config)
     for file in ("coat_model.safetensors", "lora/adapter_model.safetensors"):
         assert all(torch.isfinite(t).all() for t in load_file(tmp_path / "train" / "adapter" / file).values())
     assert "'inf-one' (nonfinite: 1000 NaN/inf samples)" in capsys.readouterr().out
-    assert len(result["dataset"]) == 5
+    assert len(recipe.dataset) == 5
 
     alone = tmp_path / "alone.jsonl"
     alone.write_text(manifest.read_text().splitlines()[1] + "\n")
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {alone}}}", "experts=[]", ONE_STAGE,
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {alone}}}", "experts=[]", ONE_STAGE,
                      f"training.output_dir={tmp_path}/alone")
     with pytest.raises(ValueError, match="no training examples left: all 1 have bad audio"):
         run_training(config)
@@ -211,7 +273,7 @@ def test_a_non_finite_loss_stops_the_run_naming_the_batch_and_saves_nothing(tmp_
 
     manifest = _manifest(tmp_path)
     ids = [json.loads(line)["id"] for line in manifest.read_text().splitlines()]
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]", ONE_STAGE,
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}", "experts=[]", ONE_STAGE,
                      "training.save_steps=1")
     with pytest.raises(NonFiniteLossError, match=r"stage-0-joint: the loss is nan at step 2 .* on the batch of "
                                                  r"examples \[('[^']+', ){5}'[^']+'\]") as err:
@@ -225,7 +287,7 @@ def test_a_non_finite_loss_stops_the_run_naming_the_batch_and_saves_nothing(tmp_
 def test_a_row_without_audio_is_named(tmp_path, capsys):
     manifest = tmp_path / "train.jsonl"
     manifest.write_text(json.dumps({"id": "ex1", "audio": "missing.wav", "question": "q", "answer": "a"}) + "\n")
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}", "experts=[]")
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}", "experts=[]")
     with pytest.raises(ValueError, match="no training examples left: all 1 have bad audio"):
         run_training(config)
     assert "'ex1' (unreadable: " in capsys.readouterr().out and "missing.wav: file not found" in \
@@ -299,21 +361,22 @@ def test_config_typo_is_an_error_naming_the_key(tmp_path):
 def test_a_damaged_target_cache_is_computed_again_by_a_run_that_computes_targets(tmp_path, capsys):
     import shutil
 
-    from coat.training import build_experts, target_caches, training_source
+    from coat.experts.config import load_experts, target_caches
+    from coat.training import training_source
 
     manifest = _manifest(tmp_path, n=3)
-    config = _config(tmp_path, "data.synth=null", f"data.train={{path: {manifest}}}",
+    config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}",
                      "experts=[{name: reconstruction}]")
-    source, experts = training_source(config), build_experts(config)
-    (cache,) = target_caches(config, source, experts)
+    source, experts = training_source(config), load_experts(config.targets, config.experts)
+    (cache,) = target_caches(config.targets, source, experts)
     shutil.rmtree(cache.path / "data")  # deleted by hand (or a disk cleanup): never reported as reused
-    (again,) = target_caches(config, source, experts)
+    (again,) = target_caches(config.targets, source, experts)
     assert "is damaged (data/ is missing); computing it again" in capsys.readouterr().out
     assert again.ids() == source.ids()
     shutil.rmtree(again.path / "data")
     config.targets.compute = False
-    with pytest.raises(FileNotFoundError, match=r"is damaged: data/ is missing.*Run `coat targets` first"):
-        target_caches(config, source, experts)
+    with pytest.raises(FileNotFoundError, match=r"is damaged: data/ is missing.*Run `coat targets` with the same"):
+        target_caches(config.targets, source, experts)
 
 
 def test_the_newest_complete_checkpoint_is_chosen(load_tiny, tmp_path):

@@ -4,7 +4,7 @@ The processor repeats ``<sound>`` once per audio frame with no closing marker, s
 follow the last ``<sound>`` of each run.
 """
 
-from coat.adapters import Adapter
+from coat.adapters.base import Adapter
 
 ADAPTER = Adapter(
     model_type="audioflamingo3",

@@ -4,7 +4,7 @@ features into those positions with ``masked_scatter`` (the transformers conventi
 Registered here for Voxtral and Music Flamingo; users register their own with :func:`generic_adapter`.
 """
 
-from coat.adapters import Adapter
+from coat.adapters.base import Adapter
 
 _PLACEHOLDER_NAMES = ("audio_token_id", "audio_token_index")
 _END_NAMES = ("audio_end_token_id", "audio_eos_token_id")

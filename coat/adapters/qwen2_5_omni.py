@@ -5,7 +5,7 @@ Audio spans are ``<|audio_bos|> <|AUDIO|> x N <|audio_eos|>`` with both ids in t
 positions after ``<|audio_eos|>`` are plain text positions for the model's 3D (mRoPE) position ids.
 """
 
-from coat.adapters import Adapter
+from coat.adapters.base import Adapter
 
 
 def _check_audio_tokens(thinker, input_ids, attention_mask, kwargs):

@@ -4,7 +4,7 @@ The processor writes ``<|audio_bos|> <|AUDIO|> x N <|audio_eos|>`` per audio. Th
 placeholder (``audio_token_index``); the released tokenizer puts ``<|audio_eos|>`` two ids above it.
 """
 
-from coat.adapters import Adapter
+from coat.adapters.base import Adapter
 
 # Released Qwen2-Audio vocabulary: <|AUDIO|>=151646, <|audio_bos|>=151647, <|audio_eos|>=151648.
 _RELEASED_AUDIO_TOKEN, _RELEASED_AUDIO_EOS = 151646, 151648

@@ -1,9 +1,6 @@
-"""coat bench <subject> [options]: run one benchmark from the checkout's benchmarks/ folder.
-
-A small table maps each subject to its module in ``benchmarks/`` (at the top of the repository, next to the
-``coat`` package, not inside it); the module's ``main(argv)`` gets the remaining arguments. Benchmarks ship with
-the source tree, not with the installed package, so this needs a checkout (an editable install).
-"""
+"""Where ``coat bench`` finds its benchmarks: the checkout's ``benchmarks/`` folder, at the top of the repository next
+to the ``coat`` package (not inside it). Benchmarks ship with the source tree, not with the installed package, so
+``coat bench`` needs a checkout (an editable install). The subjects are in the table of coat/cli/__init__.py."""
 
 from __future__ import annotations
 
@@ -18,15 +15,6 @@ class BenchmarkNotFound(CoatError, FileNotFoundError):
     """The benchmark file is not in this checkout (an installed package has no benchmarks/)."""
 
 
-# subject -> (module file in benchmarks/, one-line help)
-BENCHMARKS: dict[str, tuple[str, str]] = {
-    "generation": ("generation.py", "time to first token, decode tok/s, forward calls: base vs CoAT vs multi-pass "
-                   "latent vs text chain of thought"),
-    "training": ("training.py", "step time and peak memory: CoAT training step vs the same LoRA step"),
-    "targets": ("targets.py", "expert target extraction: audio seconds per second, batched vs one clip at a time"),
-}
-
-
 def benchmarks_dir() -> Path:
     """``benchmarks/`` of the checkout this ``coat`` package was imported from."""
     import coat
@@ -34,49 +22,18 @@ def benchmarks_dir() -> Path:
     return Path(coat.__file__).resolve().parent.parent / "benchmarks"
 
 
-def _usage() -> str:
-    lines = ["usage: coat bench <subject> [config.yaml] [key=value ...]", "", "subjects:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in BENCHMARKS.items()]
-    return "\n".join(lines)
-
-
-def load_benchmark(subject: str):
-    """The benchmark module of ``subject``, imported as ``benchmarks.<name>`` from the checkout."""
+def import_benchmark(module: str):
+    """``benchmarks.<name>``, imported from the checkout as a package (the way the benchmarks' own tests import
+    them, so they can share helpers)."""
     folder = benchmarks_dir()
-    file = folder / BENCHMARKS[subject][0]
+    file = folder / f"{module.split('.', 1)[1]}.py"
     if not file.is_file():
-        raise BenchmarkNotFound(
-            f"coat bench {subject}: {file} not found. Benchmarks live in the source checkout's benchmarks/ "
-            "folder; run from a clone installed with `pip install -e .`."
-        )
-    # as a package, the way the benchmarks' own tests import them, so they can share helpers
+        raise BenchmarkNotFound(f"{file} not found. Benchmarks live in the source checkout's benchmarks/ folder; run "
+                                "from a clone installed with `pip install -e .`.")
     if str(folder.parent) not in sys.path:
         sys.path.insert(0, str(folder.parent))
-    module = importlib.import_module(f"benchmarks.{file.stem}")
-    if Path(module.__file__).resolve() != file.resolve():
-        raise BenchmarkNotFound(f"coat bench {subject}: imported {module.__file__}, not {file} (another "
-                                "`benchmarks` package is shadowing the checkout's)")
-    return module
-
-
-def help_text(argv=()) -> str:
-    """``coat bench --help``: the subjects; ``coat bench <subject> --help``: that benchmark's options."""
-    if not argv or argv[0] not in BENCHMARKS:
-        return _usage() + "\n\ncoat bench <subject> --help lists the subject's options.\n"
-    return load_benchmark(argv[0]).help_text(argv[1:])
-
-
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(help_text())
-        return 0
-    subject, rest = argv[0], argv[1:]
-    if subject not in BENCHMARKS:
-        print(f"coat bench: unknown subject {subject!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    try:
-        module = load_benchmark(subject)
-    except FileNotFoundError as err:
-        print(err, file=sys.stderr)
-        return 2
-    return int(module.main(rest) or 0)
+    loaded = importlib.import_module(module)
+    if Path(loaded.__file__).resolve() != file.resolve():
+        raise BenchmarkNotFound(f"imported {loaded.__file__}, not {file} (another `benchmarks` package is shadowing "
+                                "the checkout's)")
+    return loaded

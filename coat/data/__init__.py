@@ -1,8 +1,10 @@
-"""Audio data for CoAT: example sources shared by target extraction, training and evaluation.
+"""Audio data for CoAT: the ``data:`` section of every command (:class:`DataConfig`, :func:`open_data`) and the
+example sources it opens, shared by target extraction, training, evaluation and analysis.
 
-``coat.data.synth`` (the synthetic acoustic QA benchmark) is imported on its own, not from here.
+``coat.data.synth`` (the synthetic acoustic QA benchmark) and ``coat.data.collate`` are imported on their own.
 """
 
+from coat.data.config import DataConfig, open_data
 from coat.data.sources import (
     AUDIO_EXTENSIONS,
     AudioDecodeError,
@@ -24,6 +26,7 @@ __all__ = [
     "AudioDecodeError",
     "AudioExample",
     "AudioSource",
+    "DataConfig",
     "DatasetSource",
     "ExampleListSource",
     "FolderSource",
@@ -31,6 +34,7 @@ __all__ = [
     "SourceConfig",
     "SubsetSource",
     "decode_audio",
+    "open_data",
     "open_source",
     "resample",
 ]

@@ -1,7 +1,7 @@
 """From (audio, question, answer) examples to model inputs: the family's processor and chat template, labels
 on the answer only, and each example's cached expert targets.
 
-    dataset = QADataset(source, sampling_rate=16000, caches=[pitch_cache, logmel_cache])
+    dataset = QADataset(source, DataConfig(...), sampling_rate=16000, caches=[pitch_cache, logmel_cache])
     collator = CoATCollator(processor)
     batch = collator([dataset[0], dataset[1]])   # input_ids, attention_mask, input_features, ..., labels,
                                                   # expert_targets (target name -> one array per example)
@@ -11,36 +11,29 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from coat.data.prompts import format_answer, format_question, prompt_text, user_messages
+from coat.data.config import DataConfig
+from coat.data.prompts import prompt_text, user_messages
+from coat.targets import cut_targets, prepare_active_targets
 from coat.thinking import IGNORE_INDEX
 
 
-@dataclass
-class QAColumns:
-    """Which metadata fields hold the question, the choices (optional) and the answer."""
-
-    question: str = "question"
-    choices: str | None = "choices"
-    answer: str = "answer"
-    answer_format: str = "text"
-
-
 class QADataset(torch.utils.data.Dataset):
-    """Examples of an :class:`~coat.data.sources.AudioSource` as dicts ``{id, audio, prompt, answer, targets}``.
+    """Examples of an :class:`~coat.data.sources.AudioSource` as dicts ``{id, audio, prompt, answer, targets}``, their
+    fields read as the :class:`~coat.data.config.DataConfig` ``data`` says.
 
     ``caches``: :class:`~coat.experts.cache.TargetCache` objects whose targets are attached per example; every
     example must be in every cache (checked up front: the error names the missing ids).
     """
 
-    def __init__(self, source, sampling_rate: int, columns: QAColumns | None = None, caches: Sequence = ()):
-        self.source, self.sampling_rate = source, sampling_rate
-        self.columns = columns or QAColumns()
+    def __init__(self, source, data: DataConfig, sampling_rate: int, caches: Sequence = ()):
+        self.source, self.data, self.sampling_rate = source, data, sampling_rate
         self.caches = list(caches)
+        if data.answer_column is None:
+            raise ValueError("training needs answers: data.answer_column is null")
         ids = source.ids()
         for cache in self.caches:
             cache.require(ids)
@@ -48,29 +41,21 @@ class QADataset(torch.utils.data.Dataset):
             meta = source.metadata(i)
             if meta.get("path") and not Path(meta["path"]).is_file():
                 raise FileNotFoundError(f"example {id_!r}: audio file {meta['path']!r} does not exist")
-            for name in (self.columns.question, self.columns.answer):
+            for name in (data.question_column, data.answer_column):
                 if meta.get(name) in (None, ""):
                     raise ValueError(f"example {id_!r} has no {name!r} field; fields: {sorted(meta)}")
-            choices = meta.get(self.columns.choices) if self.columns.choices else None
-            format_answer(str(meta[self.columns.answer]), choices, self.columns.answer_format)
+            data.texts(meta)  # an answer that is not among its choices fails here
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> dict:
         example = self.source.load(i, self.sampling_rate)
-        meta = example.metadata
-        choices = meta.get(self.columns.choices) if self.columns.choices else None
+        prompt, answer = self.data.texts(example.metadata)
         targets = {}
         for cache in self.caches:
             targets.update(cache[example.id])
-        return {
-            "id": example.id,
-            "audio": example.audio,
-            "prompt": format_question(str(meta[self.columns.question]), choices),
-            "answer": format_answer(str(meta[self.columns.answer]), choices, self.columns.answer_format),
-            "targets": targets,
-        }
+        return {"id": example.id, "audio": example.audio, "prompt": prompt, "answer": answer, "targets": targets}
 
 
 def audio_window(processor) -> int | None:
@@ -95,27 +80,6 @@ def audio_window(processor) -> int | None:
     return int(samples) if samples else None
 
 
-def cut_targets(targets: dict, specs: dict, heard_seconds: float, clip_seconds: float) -> dict:
-    """The targets of a clip of ``clip_seconds`` restricted to its first ``heard_seconds`` (what the model receives).
-
-    Frame-level targets keep their frames that cover those seconds; a clip-level target describes the whole clip,
-    so for a clip that was cut it is left out (None: masked). A clip no longer than ``heard_seconds`` is unchanged.
-    ``specs``: target name -> :class:`~coat.experts.base.TargetSpec`.
-    """
-    if clip_seconds <= heard_seconds:
-        return targets
-    out = {}
-    for name, value in targets.items():
-        spec = specs.get(name)
-        if spec is None:
-            raise ValueError(f"target {name!r} has no spec, so it cannot be cut to the audio the model receives")
-        if value is None or spec.clip_level:
-            out[name] = None
-        else:
-            out[name] = value[: spec.num_frames(int(round(heard_seconds * spec.sample_rate)))]
-    return out
-
-
 class CoATCollator:
     """Batch examples with the model's own processor; labels are -100 everywhere but on the answer tokens.
 
@@ -132,8 +96,9 @@ class CoATCollator:
     """
 
     def __init__(self, processor, sampling_rate: int | None = None, heads=None, weights: dict | None = None):
-        """``heads`` (an :class:`~coat.heads.ExpertHeads`) and their loss ``weights``: when given, targets are
-        resampled onto the heads' frames here, in the data loader, instead of in every training step."""
+        """``heads`` (an :class:`~coat.heads.ExpertHeads`: its ``specs`` and frame grid ``config``) and their loss
+        ``weights``: when given, targets are resampled onto the heads' frames here, in the data loader, instead of in
+        every training step."""
         self.processor = processor
         self.sampling_rate = sampling_rate or processor.feature_extractor.sampling_rate
         self.tokenizer = processor.tokenizer
@@ -199,8 +164,20 @@ class CoATCollator:
         if names:
             targets = {n: [ex["targets"].get(n) for ex in examples] for n in names}
             if self.specs is not None:
-                from coat.heads import prepare_active_targets
-
                 targets = prepare_active_targets(targets, self.specs, self.head_config, self.weights)
             batch["expert_targets"] = targets
         return batch
+
+
+class PartsCollator:
+    """A batch that may hold examples with audio and text-only examples (``audio`` None): each kind collated on its
+    own by ``collator`` (those with audio first), as ``{"parts": [batch, ...]}``; :class:`coat.training.CoATTrainer`
+    trains on the example-weighted mean of the parts' losses. The demo's pre-training batches are such."""
+
+    def __init__(self, collator: CoATCollator):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict]) -> dict:
+        with_audio = [ex for ex in examples if ex.get("audio") is not None]
+        text_only = [ex for ex in examples if ex.get("audio") is None]
+        return {"parts": [self.collator(kind) for kind in (with_audio, text_only) if kind]}

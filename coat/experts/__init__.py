@@ -13,7 +13,6 @@ Target names (dim; frames/s; kind) of the built-ins, all at 16 kHz:
 """
 
 from coat.experts.base import (
-    LOSS_OF_KIND,
     TARGET_KINDS,
     Expert,
     ExpertConfig,
@@ -23,7 +22,8 @@ from coat.experts.base import (
     build_experts,
     register_expert,
 )
-from coat.experts.cache import TargetCache, compute_targets
+from coat.experts.cache import TargetCache
+from coat.experts.compute import compute_targets
 from coat.experts.emotion import EmotionExpert
 from coat.experts.loading import ModelSourceError, load_pretrained
 from coat.experts.phonetic import PhoneticExpert
@@ -32,7 +32,6 @@ from coat.experts.reconstruction import ReconstructionExpert
 from coat.experts.sound_event import SoundEventExpert
 
 __all__ = [
-    "LOSS_OF_KIND",
     "TARGET_KINDS",
     "EmotionExpert",
     "Expert",

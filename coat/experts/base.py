@@ -1,72 +1,24 @@
 """The expert interface: an offline teacher that turns audio into frame-level (or clip-level) targets.
 
-An expert declares one or more :class:`TargetSpec` (what it produces, at which rate, of which kind, and
-thereby which loss trains a head on it), and maps a batch of mono waveforms at its own sample rate to
-one array per target and example. Heavy libraries are imported inside ``load()``, never at module level.
+An expert declares one or more :class:`~coat.targets.TargetSpec` (what it produces, at which rate, of which kind,
+and thereby which loss trains a head on it), and maps a batch of mono waveforms at its own sample rate to one array
+per target and example. Heavy libraries are imported inside ``load()``, never at module level.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-TargetKind = Literal["distribution", "multilabel", "regression", "embedding"]
-TARGET_KINDS: tuple[str, ...] = ("distribution", "multilabel", "regression", "embedding")
-# kind -> the loss that training uses for it (see coat/losses.py)
-LOSS_OF_KIND = {"distribution": "kl", "multilabel": "bce", "regression": "smooth_l1", "embedding": "cosine+l2"}
+from coat.targets import TARGET_KINDS, TargetSpec
 
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """What one target of an expert is.
-
-    name: key of the target in the cache and in ``expert_targets`` (unique across experts, e.g. ``pitch``).
-    sample_rate: the expert's input sample rate in Hz.
-    frame_rate: target frames per second, or ``None`` for one clip-level vector.
-    dim: size of the last axis of the target array.
-    kind: ``distribution`` (rows sum to 1, KL), ``multilabel`` (values in [0, 1], BCE on soft labels),
-        ``regression`` (masked smooth-L1) or ``embedding`` (cosine + L2).
-    weight_by: name of a 1-dim target of the same expert whose per-frame value in [0, 1] weights this
-        target's loss (pitch is weighted by voicing so unvoiced frames do not count), or ``None``.
-    """
-
-    name: str
-    sample_rate: int
-    frame_rate: float | None
-    dim: int
-    kind: TargetKind
-    weight_by: str | None = None
-
-    def __post_init__(self):
-        if self.kind not in TARGET_KINDS:
-            raise ValueError(f"target {self.name!r}: kind must be one of {TARGET_KINDS}, got {self.kind!r}")
-        if self.dim < 1:
-            raise ValueError(f"target {self.name!r}: dim must be >= 1, got {self.dim}")
-        if self.frame_rate is not None and self.frame_rate <= 0:
-            raise ValueError(f"target {self.name!r}: frame_rate must be > 0 or None (clip level)")
-
-    @property
-    def clip_level(self) -> bool:
-        return self.frame_rate is None
-
-    @property
-    def loss(self) -> str:
-        return LOSS_OF_KIND[self.kind]
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames this target has for a clip of ``num_samples`` samples at ``sample_rate``."""
-        if self.frame_rate is None:
-            return 1
-        return max(1, int(np.ceil(num_samples * self.frame_rate / self.sample_rate)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+__all__ = ["TARGET_KINDS", "Expert", "ExpertConfig", "TargetSpec", "available_experts", "build_expert",
+           "build_experts", "register_expert"]  # TargetSpec and the kinds live in coat/targets.py
 
 class Expert(ABC):
     """Base class of every expert.
