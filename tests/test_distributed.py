@@ -16,11 +16,12 @@ Tolerances (float32 on CPU, stated once here):
   within 1e-5.
 """
 
+import functools
 import json
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -103,22 +104,20 @@ def test_qwen2_5_omni_talker_is_outside_what_coat_trains_and_saves(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------- 2 processes
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spawn(fn, *args):
-    """Run ``fn(rank, world, *args)`` in 2 processes of one gloo group; a failure in either fails the test."""
-    mp.spawn(_worker, args=(fn, _free_port(), args), nprocs=2, join=True)
+    """Run ``fn(rank, world, *args)`` in 2 processes of one gloo group; a failure in either fails the test.
+
+    The processes meet through a file of their own (a FileStore), not a TCP port: a port picked free, released and
+    bound again by rank 0 seconds later can be taken meanwhile by another run on the machine, and rank 1, connecting
+    to it, then joins that run's group (gloo then fails in both with "Connection reset/closed by peer")."""
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(_worker, args=(fn, f"file://{folder}/store", args), nprocs=2, join=True)
 
 
-def _worker(rank, fn, port, args):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
+def _worker(rank, fn, store, args):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2)
     try:
         fn(rank, 2, *args)
     finally:
@@ -299,9 +298,15 @@ def _deepspeed_or_skip():
                                             "coat train are tested where it is")
 
 
-def _train(tmp_path, name, *overrides, processes=2, config="fsdp", script=("-m", "coat")):
-    """``coat train`` of the tiny config (both stages, fewer steps) in ``processes`` processes launched with
+@pytest.fixture(scope="session")
+def train(accelerate_launch):
+    """train(tmp_path, name, *overrides, processes=2, config="fsdp", script=("-m", "coat")): ``coat train`` of the
+    tiny config (both stages, fewer steps) in ``processes`` processes launched with
     ``configs/accelerate/<config>.yaml``, from the repository root (the ZeRO configs name their JSON from there)."""
+    return functools.partial(_train, accelerate_launch)
+
+
+def _train(launch, tmp_path, name, *overrides, processes=2, config="fsdp", script=("-m", "coat")):
     args = [*script, "train", str(TINY), f"model.name_or_path={tmp_path}/model",
             f"targets.cache_dir={tmp_path}/targets", f"training.output_dir={tmp_path}/{name}",
             "training.progress=false", "training.save_steps=3",
@@ -310,8 +315,7 @@ def _train(tmp_path, name, *overrides, processes=2, config="fsdp", script=("-m",
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
     command = [sys.executable, *args]
     if processes > 1:
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-                   "--config_file", str(ACCELERATE / f"{config}.yaml"), *args]
+        command = [*launch(processes, "--config_file", str(ACCELERATE / f"{config}.yaml")), *args]
     return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
@@ -342,12 +346,12 @@ def _logits(model_dir: Path, adapter: Path):
 
 
 @pytest.fixture(scope="module")
-def reference_runs(tmp_path_factory):
+def reference_runs(tmp_path_factory, train):
     """The tiny config trained with DDP on 2 processes (configs/accelerate/ddp.yaml) and in 1 process with the same
     global batch (16); the sharded runs below share their model and target caches."""
     tmp = tmp_path_factory.mktemp("train")
-    _ok(_train(tmp, "ddp", config="ddp"))
-    _ok(_train(tmp, "one", "training.per_device_batch_size=16", processes=1))
+    _ok(train(tmp, "ddp", config="ddp"))
+    _ok(train(tmp, "one", "training.per_device_batch_size=16", processes=1))
     return tmp
 
 
@@ -372,26 +376,26 @@ def _same_training(tmp: Path, name: str, layout: str):
     assert torch.allclose(logits, _logits(tmp / "model", tmp / "ddp" / "adapter"), atol=1e-4)
 
 
-def test_fsdp_on_two_processes_trains_like_ddp_and_like_one_process_and_its_adapter_reloads(reference_runs):
-    _ok(_train(reference_runs, "fsdp", config="fsdp"))
+def test_fsdp_on_two_processes_trains_like_ddp_and_like_one_process_and_its_adapter_reloads(reference_runs, train):
+    _ok(train(reference_runs, "fsdp", config="fsdp"))
     _same_training(reference_runs, "fsdp", "optimizer_0/__1_0.distcp")
 
 
 @pytest.mark.parametrize("zero", ["zero2", "zero3"])
-def test_deepspeed_zero_on_two_cpu_processes_trains_like_ddp_and_its_adapter_reloads(reference_runs, zero):
+def test_deepspeed_zero_on_two_cpu_processes_trains_like_ddp_and_its_adapter_reloads(reference_runs, train, zero):
     _deepspeed_or_skip()
-    _ok(_train(reference_runs, zero, config=zero))
+    _ok(train(reference_runs, zero, config=zero))
     _same_training(reference_runs, zero, "global_step6/zero_pp_rank_1_mp_rank_00_optim_states.pt")
 
 
 @pytest.mark.parametrize("config", ["fsdp", pytest.param("zero3", marks=pytest.mark.slow)])  # zero3: 85 s
-def test_an_interrupted_sharded_run_resumes_to_the_adapter_of_an_uninterrupted_one(tmp_path, config):
+def test_an_interrupted_sharded_run_resumes_to_the_adapter_of_an_uninterrupted_one(tmp_path, train, config):
     if config != "fsdp":
         _deepspeed_or_skip()
     experts = "experts=[{name: reconstruction, weight: 0.1}]"  # no pitch targets to compute: a faster test
-    _ok(_train(tmp_path, "straight", experts, config=config))
+    _ok(train(tmp_path, "straight", experts, config=config))
     interrupt = (str(ROOT / "tests" / "interrupted_train.py"), "stage-1-joint", "4")
-    stopped = _train(tmp_path, "resumed", experts, config=config, script=interrupt)
+    stopped = train(tmp_path, "resumed", experts, config=config, script=interrupt)
     assert stopped.returncode != 0 and "simulated interruption after step 4" in stopped.stderr
     stage = tmp_path / "resumed" / "stage-1-joint"
     assert (stage / "checkpoint-3" / "trainer_state.json").is_file() and not (stage / "adapter").exists()
@@ -400,7 +404,7 @@ def test_an_interrupted_sharded_run_resumes_to_the_adapter_of_an_uninterrupted_o
 
     shutil.copytree(stage / "checkpoint-3", stage / "checkpoint-6")
     (stage / "checkpoint-6" / "trainer_state.json").unlink()
-    resumed = _ok(_train(tmp_path, "resumed", experts, config=config))
+    resumed = _ok(train(tmp_path, "resumed", experts, config=config))
     assert "stage-1-joint: skipping incomplete checkpoint-6 (trainer_state.json missing); removed it" in resumed.stdout
     assert "stage-1-joint: resuming from checkpoint-3" in resumed.stdout
     assert "stage thinking_and_heads: finished in an earlier run" in resumed.stdout
