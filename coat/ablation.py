@@ -48,8 +48,10 @@ from coat.training import TrainConfig
 # keys of the eval config that the ablation sets for each run
 OWNED_EVAL_KEYS = ("model", "adapters", "evaluate_base", "output_dir")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-# metrics of a task shown in the table, in this order (accuracy/<category> columns follow the first present)
-_SHOWN_METRICS = ("accuracy", "wer", "macro_f1", "unparseable")
+# metrics of a task shown in the table: the main ones (the likelihood pick's accuracy beside the generated answers'),
+# then accuracy/<category>, then the rest
+_MAIN_METRICS = ("accuracy", "likelihood_accuracy", "wer")
+_OTHER_METRICS = ("macro_f1", "unparseable", "unanswered")
 
 
 @dataclass
@@ -348,14 +350,14 @@ def run_ablation(config: AblationConfig, callbacks=None) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------------- summary
 def table_columns(records: list[dict[str, Any]]) -> list[str]:
-    """Metric columns ``<task>/<metric>``: per task, its main metric, per-category accuracies, then the rest."""
+    """Metric columns ``<task>/<metric>``: per task, its main metrics (generated and likelihood accuracy, or WER),
+    per-category accuracies, then the rest."""
     columns: list[str] = []
     tasks = [t["name"] for t in records[0]["tasks"]] if records else []
     for task in tasks:
         keys = {k[len(task) + 1:] for r in records for k in r["metrics"] if k.startswith(f"{task}/")}
-        shown = [k for k in _SHOWN_METRICS if k in keys]
         categories = sorted(k for k in keys if k.startswith("accuracy/"))
-        ordered = shown[:1] + categories + shown[1:]
+        ordered = [k for k in _MAIN_METRICS if k in keys] + categories + [k for k in _OTHER_METRICS if k in keys]
         columns += [f"{task}/{k}" for k in ordered]
     return columns
 

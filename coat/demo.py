@@ -16,9 +16,9 @@ One readable recipe, runnable on a CPU with nothing downloaded:
    ``thinking`` (K thinking positions + LoRA, no expert loss: the pause-token baseline) and ``coat`` (thinking +
    expert heads + LoRA, with the CREPE-tiny pitch loss on the thinking states after decoder layer 0). Expert
    targets are computed once into the target cache (``coat targets``' code).
-3. **Evaluation** with :func:`coat.evaluation.run_eval` (multiple choice, greedy, per-category accuracy) on the
-   test split; ``<output>/demo.md`` (mean +- std over seeds), ``demo.png``, ``demo.json``, and the CoAT adapter
-   of the first seed in ``<output>/adapter/``.
+3. **Evaluation** with :func:`coat.evaluation.run_eval` on the test split: per-category accuracy of the greedy
+   answers, and of the likelihood picks beside it (the most likely option per byte, no generation);
+   ``<output>/demo.md`` (mean +- std over seeds), ``demo.png``, ``demo.json``, the first seed's CoAT ``adapter/``.
 
 Status (3 seeds, test split, overall accuracy): CoAT 0.471 +- 0.006, LoRA only 0.459 +- 0.005, thinking without
 experts 0.441 +- 0.007: the check (CoAT above both baselines by more than the seed spread) is met, narrowly. The
@@ -382,7 +382,8 @@ def expert_targets(coat_config, log=print) -> None:
 
 
 def evaluate(config: DemoConfig, model_dir: Path, adapters: dict[str, Path], output_dir: Path) -> dict:
-    """Multiple-choice accuracy (overall and per category) of each adapter on ``config.eval_split``."""
+    """Multiple-choice accuracy (overall and per category) of each adapter on ``config.eval_split``: of the generated
+    answers and of the likelihood picks."""
     from coat.evaluation import AdapterEntry, EvalConfig, TaskConfig, run_eval
     from coat.loading import ModelConfig
 
@@ -390,7 +391,7 @@ def evaluate(config: DemoConfig, model_dir: Path, adapters: dict[str, Path], out
     data_dir = Path(config.cache_dir) / "targets" / f"eval-{config.data.synth.digest()}" / split
     data = dataclasses.replace(config.data, source=SourceConfig(path=str(data_dir / "manifest.jsonl")),
                                synth=copy.deepcopy(config.data.synth), synth_split=split)
-    task = TaskConfig(name="synth", type="multiple_choice", data=data)
+    task = TaskConfig(name="synth", type="multiple_choice", data=data, scoring=["parse", "likelihood"])
     eval_config = EvalConfig(model=ModelConfig(name_or_path=str(model_dir), dtype="float32"),
                              adapters=[AdapterEntry(str(path), name) for name, path in adapters.items()],
                              evaluate_base=False, tasks=[task], output_dir=str(output_dir),
@@ -474,29 +475,42 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def summarize(runs: list[dict], categories) -> dict:
-    """Mean and sample std over seeds of every metric row (overall ``accuracy`` and ``accuracy/<category>``)."""
-    rows = ["accuracy", *(f"accuracy/{c}" for c in categories)]
+# two scores per question: the generated answer (parsed) and the likelihood pick (formatting cannot decide it)
+SCORES = {"accuracy": "generated answer", "likelihood_accuracy": "likelihood (the most likely option per byte)"}
+
+
+def _table_and_check(runs: list[dict], categories, metric: str) -> tuple[dict, dict]:
+    rows = [metric, *(f"{metric}/{c}" for c in categories)]
     table = {}
     for variant in VARIANTS:
         table[variant] = {}
         for row in rows:
             mean, std = _mean_std([run["metrics"][variant].get(row, 0.0) for run in runs])
             table[variant][row] = {"mean": mean, "std": std}
-    coat, others = table["coat"]["accuracy"], [table[v]["accuracy"] for v in VARIANTS if v != "coat"]
+    coat, others = table["coat"][metric], [table[v][metric] for v in VARIANTS if v != "coat"]
     spread = max([coat["std"], *(o["std"] for o in others)])
     best_baseline = max(o["mean"] for o in others)
     check = {"coat_mean": coat["mean"], "best_baseline_mean": best_baseline, "seed_spread": spread,
              "margin": coat["mean"] - best_baseline, "met": len(runs) > 1 and coat["mean"] - best_baseline > spread}
-    return {"seeds": [run["seed"] for run in runs], "table": table, "check": check}
+    return table, check
+
+
+def summarize(runs: list[dict], categories) -> dict:
+    """Mean and sample std over seeds of every metric row (overall and per category), for the generated answers
+    (``table``, ``check``: the demo's check) and the likelihood picks (``likelihood_table``, ``likelihood_check``)."""
+    table, check = _table_and_check(runs, categories, "accuracy")
+    likelihood_table, likelihood_check = _table_and_check(runs, categories, "likelihood_accuracy")
+    return {"seeds": [run["seed"] for run in runs], "table": table, "check": check,
+            "likelihood_table": likelihood_table, "likelihood_check": likelihood_check}
 
 
 def per_category_text(metrics: dict, categories, title: str) -> str:
-    rows = ["accuracy", *(f"accuracy/{c}" for c in categories)]
     lines = [f"{title}: " + "  ".join(f"{v}" for v in VARIANTS)]
-    for row in rows:
-        name = row.split("/")[-1] if "/" in row else "overall"
-        lines.append(f"  {name:<11}" + "".join(f"{metrics[v].get(row, 0.0):>13.3f}" for v in VARIANTS))
+    for metric, what in SCORES.items():
+        lines.append(f"  {what}:")
+        for row in [metric, *(f"{metric}/{c}" for c in categories)]:
+            name = row.split("/")[-1] if "/" in row else "overall"
+            lines.append(f"  {name:<11}" + "".join(f"{metrics[v].get(row, 0.0):>13.3f}" for v in VARIANTS))
     return "\n".join(lines)
 
 
@@ -514,26 +528,39 @@ def variant_labels(report: dict) -> dict[str, str]:
     return {**VARIANT_HELP, "coat": f"{VARIANT_HELP['coat']} ({experts})"}
 
 
-def demo_markdown(report: dict) -> str:
+def _score_table(report: dict, table: dict, several: bool) -> str:
     labels = variant_labels(report)
-    seeds = report["seeds"]
-    several = len(seeds) > 1
-    head = "mean ± std over seeds " + ", ".join(map(str, seeds)) if several else f"seed {seeds[0]}"
     chance = chance_levels(SynthConfig(**report["config"]["data"]["synth"]))
     rows = []
-    for row in report["table"]["coat"]:
+    for row in table["coat"]:
         key = row.split("/", 1)[1] if "/" in row else "overall"
         cells = [f"**{key}**" if key == "overall" else key, f"{chance[key]:.3f}"]
         for variant in VARIANTS:
-            cell = report["table"][variant][row]
+            cell = table[variant][row]
             cells.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}" if several else f"{cell['mean']:.3f}")
         rows.append(cells)
-    check = report["check"]
+    return markdown_table(["category", "chance", *(labels[v] for v in VARIANTS)], rows)
+
+
+def _check_line(check: dict) -> str:
     verdict = "met" if check["met"] else "not met"
+    return (f"CoAT minus the best baseline (overall): {check['margin']:+.3f}; largest seed std: "
+            f"{check['seed_spread']:.3f}; check (margin > spread over >1 seed): {verdict}.\n")
+
+
+def demo_markdown(report: dict) -> str:
+    """demo.md: the generated answers' accuracy (the demo's check), then the likelihood picks' accuracy beside it."""
+    seeds = report["seeds"]
+    several = len(seeds) > 1
+    head = "mean ± std over seeds " + ", ".join(map(str, seeds)) if several else f"seed {seeds[0]}"
     text = (f"# coat demo: synthetic acoustic QA, {report['split']} split accuracy ({head})\n\n"
-            + markdown_table(["category", "chance", *(labels[v] for v in VARIANTS)], rows)
-            + f"\nCoAT minus the best baseline (overall): {check['margin']:+.3f}; largest seed std: "
-              f"{check['seed_spread']:.3f}; check (margin > spread over >1 seed): {verdict}.\n")
+            f"Generated answers (greedy, read by coat's parser; an answer that names no option counts wrong):\n\n"
+            + _score_table(report, report["table"], several) + "\n" + _check_line(report["check"]))
+    if report.get("likelihood_table"):
+        text += ("\nLikelihood (the option with the highest log-probability per byte of its answer after the prompt; "
+                 "no generation, so formatting cannot decide it):\n\n"
+                 + _score_table(report, report["likelihood_table"], several) + "\n"
+                 + _check_line(report["likelihood_check"]))
     return text + (f"\n{quick_demo_note()}\n" if report.get("quick") else "")
 
 

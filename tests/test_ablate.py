@@ -84,6 +84,13 @@ def test_ablate_three_runs_writes_table_csv_and_chart(workdir, tmp_path, monkeyp
     assert [r["run"] for r in rows] == RUNS
     assert [r["num_thinking"] for r in rows] == ["0", "8", "8"]
     assert all(0.0 <= float(r["synth_mc/accuracy"]) <= 1.0 for r in rows)
+    # the likelihood pick's accuracy beside the generated answers', read from each run's own results
+    header = [c.strip() for c in lines[0].split("|")[1:-1]]
+    assert header[3:5] == ["synth_mc/accuracy", "synth_mc/likelihood_accuracy"]
+    for r in rows:
+        results = json.loads((out / r["run"] / "eval" / "results.json").read_text())
+        metrics = results["models"][r["run"]]["synth_mc"]["metrics"]
+        assert float(r["synth_mc/likelihood_accuracy"]) == pytest.approx(metrics["likelihood_accuracy"])
     assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for run in RUNS:
         done = json.loads((out / run / "done.json").read_text())

@@ -175,3 +175,57 @@ def test_cached_labels_of_a_long_clip_describe_the_audio_the_model_receives(tmp_
     task = ProbeTask(name="pitch", cache="pitch")
     assert resolve_labels(task, ["long"], [{}], str(tmp_path)) == ["C"]
     assert resolve_labels(task, ["long"], [{}], str(tmp_path), heard_seconds=2.0) == ["A"]
+
+
+SPEECH_PROBES = ("probes=[{name: speaker_pitch, metadata: answer, where: {category: speech_pitch}}, "
+                 "{name: speech_rate, metadata: answer, where: {category: [speech_rate]}}, "
+                 "{name: voice, metadata: voice}, {name: category, metadata: category}, "
+                 "{name: category_shuffled, metadata: category, shuffle: true}]")
+
+
+def test_speech_probes_run_on_the_right_labels_and_shuffled_labels_are_at_chance(tiny, tmp_path):
+    """The speech probes of the demo's analysis on a tiny model: speaker pitch and rate class from their categories'
+    answers, the voice from every clip that has one; the same category labels, shuffled, score chance."""
+    pytest.importorskip("espeakng_loader", reason="needs the 'speech' extra")
+    from coat.data.speech_categories import ALL_VOICES
+
+    config = load_config(AnalyzeConfig, CONFIG, [
+        f"model.name_or_path={tiny}", f"output_dir={tmp_path / 'out'}", "progress=false",
+        f"targets.cache_dir={tmp_path / 'targets'}", "data.synth.categories=[speech_pitch, speech_rate, speech_word]",
+        "data.synth.test_size=60", SPEECH_PROBES])
+    results = run_analysis(config)
+    probes = results["probes"]
+    assert probes["speaker_pitch"]["n_examples"] == 20 and probes["speaker_pitch"]["classes"] == ["a high voice",
+                                                                                                 "a low voice"]
+    assert probes["speech_rate"]["n_examples"] == 20 and probes["speech_rate"]["classes"] == ["fast", "slow"]
+    assert probes["voice"]["n_examples"] == 60 and set(probes["voice"]["classes"]) <= set(ALL_VOICES)
+    assert len(probes["voice"]["classes"]) > 5
+    for name in ("speaker_pitch", "speech_rate", "voice", "category"):
+        assert set(probes[name]["base"]) == {"1"} and 0.0 <= probes[name]["thinking"]["coat_k4"]["accuracy"] <= 1.0
+    # the category is in the base model's last audio state (a one-word clip is short); shuffled, it is at chance
+    real, shuffled = probes["category"], probes["category_shuffled"]
+    assert real["base"]["1"] > real["chance"] + 0.2
+    assert abs(shuffled["base"]["1"] - shuffled["chance"]) < 0.2
+    assert abs(shuffled["thinking"]["coat_k4"]["accuracy"] - shuffled["chance"]) < 0.2
+    table = (tmp_path / "out" / "analysis.md").read_text()
+    assert "| speaker_pitch | 20 (14 / 6) | 2 |" in table and "coat_k4 thinking" in table
+
+
+def test_where_and_shuffle_select_and_permute_labels(tmp_path):
+    meta = [{"category": c, "answer": a, "voice": v} for c, a, v in
+            [("speech_pitch", "a high voice", "f1"), ("speech_rate", "fast", "m3"), ("speech_pitch", "a low voice",
+                                                                                      "m1"), ("note", "C4", None)]]
+    ids = [str(i) for i in range(len(meta))]
+
+    def labels(**task):
+        return resolve_labels(ProbeTask(name="p", **task), ids, meta, str(tmp_path), seed=3)
+
+    assert labels(metadata="answer", where={"category": "speech_pitch"}) == ["a high voice", None, "a low voice", None]
+    assert labels(metadata="voice", where={"category": ["speech_pitch", "note"]}) == ["f1", None, "m1", None]
+    shuffled = labels(metadata="answer", shuffle=True)
+    assert sorted(shuffled) == sorted(m["answer"] for m in meta) and shuffled != [m["answer"] for m in meta]
+    assert labels(metadata="voice", shuffle=True)[3] is None  # a missing label stays missing
+    with pytest.raises(ConfigError, match="where names the metadata field 'speaker'"):
+        labels(metadata="answer", where={"speaker": "f1"})
+    with pytest.raises(ValueError, match="where must map"):
+        ProbeTask(name="p", metadata="answer", where=["speech_pitch"])

@@ -57,6 +57,12 @@ def test_quick_demo_writes_the_report_and_a_reloadable_adapter(quick_runs):
     assert "| note | 0.250 |" in table and "| contour | 0.333 |" in table  # a uniform guess among the choices
     metrics = report["runs"][0]["metrics"]
     assert all(metrics[v]["n"] == report["config"]["data"]["synth"]["test_size"] for v in VARIANTS)
+    # the likelihood picks' accuracy beside the generated answers', from the same evaluation
+    assert "Likelihood (the option with the highest log-probability per byte" in table
+    for variant in VARIANTS:
+        for row, cell in report["likelihood_table"][variant].items():
+            assert cell["mean"] == pytest.approx(metrics[variant][row])
+    assert f"| **overall** | 0.278 | {metrics['no_thinking']['likelihood_accuracy']:.3f} |" in table
 
     base, processor = load_model_and_processor(ModelConfig(name_or_path=report["model_dir"]))
     assert type(base).__name__ == "Qwen2AudioForConditionalGeneration"

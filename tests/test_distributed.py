@@ -1,5 +1,6 @@
 """CoAT under sharding (coat/distributed.py): FSDP2 on CPU processes over gloo, for real; DeepSpeed ZeRO-3 where
-deepspeed is installed (it is not in the lock: those tests skip, and say so).
+deepspeed is installed (the `deepspeed` extra, part of `dev` and the lock; without it those tests skip, and say
+so).
 
 Two kinds of tests: functions run in 2 spawned processes of one gloo group (the DTensor and ZeRO-3 paths of the
 module itself), and ``accelerate launch --config_file configs/accelerate/fsdp.yaml -m coat train`` as a subprocess
@@ -274,8 +275,8 @@ def _zero3_round_trip(rank, world, folder, model_dir):
 def test_zero3_partitioned_model_initialises_trains_saves_and_loads_like_a_whole_one(tmp_path, saved_tiny,
                                                                                    monkeypatch):
     """The ZeRO-3 paths of coat.distributed with a real deepspeed.zero.Init and engine, on 2 CPU processes (gloo).
-    deepspeed is not in the lock (.ci/constraints.txt): without it this test is skipped."""
-    pytest.importorskip("deepspeed", reason="deepspeed is not installed (not part of the lock); the ZeRO-3 paths "
+    deepspeed comes with the `deepspeed` extra (in `dev`): without it this test is skipped."""
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed (the 'deepspeed' extra); the ZeRO-3 paths "
                                             "of coat.distributed are tested where it is")
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")
     _spawn(_zero3_round_trip, str(tmp_path), str(saved_tiny["qwen2_audio"]))
@@ -294,7 +295,7 @@ ACCELERATE = ROOT / "configs" / "accelerate"
 
 
 def _deepspeed_or_skip():
-    pytest.importorskip("deepspeed", reason="deepspeed is not installed (not part of the lock): the ZeRO runs of "
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed (the 'deepspeed' extra): the ZeRO runs of "
                                             "coat train are tested where it is")
 
 

@@ -11,7 +11,7 @@ from importlib import metadata
 
 import pytest
 
-from coat.environment import torch_pair_problem
+from coat.environment import torch_pair_problem, torchvision_for, torchvision_problem
 
 TORCH = metadata.version("torch")
 
@@ -38,11 +38,41 @@ def test_fix_names_the_index_of_a_local_build():
     assert "--index-url https://download.pytorch.org/whl/cu126" in problem
 
 
-def _fake_torchaudio(tmp_path, version):
-    record = tmp_path / f"torchaudio-{version}.dist-info"
+@pytest.mark.parametrize(("torch_version", "vision_version", "ok"), [
+    ("2.11.0", "0.26.0", True),  # the locked pair
+    ("2.11.0+cu130", "0.26.0+cu130", True),
+    ("2.11.0+cu130", "0.26.0", True),  # one local tag only: the release decides
+    ("2.4.1", "0.19.1", True),
+    ("2.11.0", "0.27.0", False),  # built for torch 2.12
+    ("2.11.0", "0.26.1", False),
+    ("2.11.0+cpu", "0.26.0+cu130", False),
+    ("2.11.0", None, True),  # no torchvision (lmms-eval not installed): nothing to check
+])
+def test_torchvision_rule(torch_version, vision_version, ok):
+    problem = torchvision_problem(torch_version, vision_version)
+    assert (problem is None) == ok
+    if not ok:
+        assert f'pip install "torchvision=={torchvision_for(torch_version)}"' in problem
+        assert torch_version in problem and vision_version in problem
+
+
+def _fake(tmp_path, name, version):
+    record = tmp_path / f"{name}-{version}.dist-info"
     record.mkdir()
-    (record / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torchaudio\nVersion: {version}\n")
+    (record / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     return {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+
+def _fake_torchaudio(tmp_path, version):
+    return _fake(tmp_path, "torchaudio", version)
+
+
+def test_a_torchvision_for_another_torch_stops_import_coat(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "import coat"], capture_output=True, text=True, timeout=120,
+                            env=_fake(tmp_path, "torchvision", "0.1.0"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"torch {TORCH} and torchvision 0.1.0 do not match" in result.stderr
+    assert f'pip install "torchvision=={torchvision_for(TORCH)}"' in result.stderr
 
 
 @pytest.mark.parametrize("command", [

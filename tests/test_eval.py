@@ -160,23 +160,31 @@ def test_missing_audio_is_skipped_and_reported(tiny, tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())["models"]["base"]["mc"]
     assert [s["id"] for s in res["skipped"]] == [missing["id"]]
     assert "file not found" in res["skipped"][0]["reason"]
-    assert res["metrics"]["n"] == 5 and res["metrics"]["skipped"] == 1
+    # never dropped from the denominator: 6 items, the unreadable one counted wrong
+    assert res["metrics"]["n"] == 6 and res["metrics"]["skipped"] == 1 and res["metrics"]["unanswered"] == 1
     assert missing["id"] not in {p["id"] for p in res["predictions"]}
-    assert f"base / mc: skipped 1 example(s) with unreadable audio (first: {missing['id']}" in capsys.readouterr().out
+    correct = sum(p["correct"] for p in res["predictions"])
+    assert res["metrics"]["accuracy"] == pytest.approx(correct / 6)
+    assert f"base / mc: 1 item(s) with unreadable audio, counted wrong (first: {missing['id']}" in \
+        capsys.readouterr().out
 
 
-def test_answer_missing_from_choices_fails_before_generation(tmp_path, capsys):
+def test_answer_missing_from_choices_is_reported_not_fatal(tiny, tmp_path, capsys):
     manifest = write_synth(tmp_path / "data", size=4)
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     rows[1]["answer"] = "not an option"
+    del rows[2]["choices"]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
-    # the model folder does not exist: the data check must come first
-    config = base_config(tmp_path / "no_model", out, [{"name": "mc", "data": {"source": {"path": str(manifest)}}}])
-    assert run_cli(config, tmp_path) == 2
-    err = capsys.readouterr().err
-    assert rows[1]["id"] in err and "not an option" in err and "not one of its choices" in err
-    assert not out.exists()
+    assert run_cli(base_config(tiny, out, [{"name": "mc", "data": {"source": {"path": str(manifest)}}}]),
+                   tmp_path) == 0
+    res = json.loads((out / "results.json").read_text())["models"]["base"]["mc"]
+    assert {i["id"]: i["reason"] for i in res["invalid"]} == {
+        rows[1]["id"]: f"the answer 'not an option' is not one of its choices {rows[1]['choices']}",
+        rows[2]["id"]: "choices must be a list of at least two options, got None"}
+    assert (res["metrics"]["n"], res["metrics"]["invalid"], res["metrics"]["unanswered"]) == (4, 2, 2)
+    assert sorted(p["id"] for p in res["predictions"]) == sorted([rows[0]["id"], rows[3]["id"]])
+    assert "base / mc: 2 item(s) that cannot be scored, counted wrong" in capsys.readouterr().out
 
 
 def test_unknown_config_key_is_an_error(tmp_path, capsys):

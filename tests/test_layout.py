@@ -16,7 +16,7 @@ PACKAGE = ROOT / "coat"
 # Bottom to top. A module is in the first layer with a prefix it matches (``coat.data`` covers coat.data.*).
 LAYERS = [
     ("foundation", ["coat", "coat.environment", "coat.errors", "coat.files", "coat.config_io", "coat.config_help",
-                    "coat.hub", "coat.progress", "coat.smoke", "coat.reports",
+                    "coat.hub", "coat.progress", "coat.smoke", "coat.reports", "coat.extras",
                     "coat.distributed"]),
     ("method", ["coat.config", "coat.targets", "coat.thinking", "coat.adapters"]),
     ("heads", ["coat.heads", "coat.losses"]),
@@ -26,7 +26,7 @@ LAYERS = [
     ("experts", ["coat.experts"]),
     ("models to load", ["coat.zoo", "coat.loading"]),
     ("recipes", ["coat.training", "coat.evaluation", "coat.extraction", "coat.ablation", "coat.analysis",
-                 "coat.demo"]),
+                 "coat.demo", "coat.lmms_eval_model"]),
     ("cli", ["coat.cli", "coat.__main__"]),
 ]
 MAX_MODULE_LINES = 600

@@ -37,8 +37,12 @@ distribution over its voiced frames, voicing >= 0.5, to one of 12 pitch classes)
 of a posterior, then its top class). A missing column, cache or target is an error naming the probe; examples
 whose label is missing (None, not in the cache, no voiced frame) are left out of that probe only.
 
+A probe's ``where`` keeps only the examples whose metadata fields have the given values (``{category:
+speech_pitch}`` probes that category's answer, high or low voice), and ``shuffle: true`` permutes its labels among
+the labelled examples: a control that no state can carry, which should score chance.
+
 Outputs in ``output_dir``: ``analysis.json`` (per-layer shares, probe accuracies and chance levels, counts),
-``attention_share.png`` and ``probes.png``.
+``analysis.md`` (the probe table), ``attention_share.png`` and ``probes.png``.
 
 The package: this file (the config and :func:`run_analysis`), ``attention.py`` (a), ``probes.py`` (b) and
 ``plots.py`` (the two figures).
@@ -60,6 +64,7 @@ from coat.analysis.probes import (
     ProbeTraining,
     hz_to_pitch_class,
     probe_accuracy,
+    probes_markdown,
     resolve_labels,
     score_probes,
     split_indices,
@@ -73,7 +78,8 @@ from coat.files import write_atomic
 from coat.loading import ModelConfig
 
 __all__ = ["AdapterSpec", "AnalyzeConfig", "ProbeTask", "ProbeTraining", "answer_queries", "attention_share",
-           "hz_to_pitch_class", "probe_accuracy", "resolve_labels", "run_analysis", "split_indices", "train_probe"]
+           "hz_to_pitch_class", "probe_accuracy", "probes_markdown", "resolve_labels", "run_analysis", "split_indices",
+           "train_probe"]
 
 
 @dataclass
@@ -180,13 +186,15 @@ def run_analysis(config: AnalyzeConfig) -> dict[str, Any]:
     ids = source.ids()
     metadata = [source.metadata(i) for i in range(len(source))]
     cache_dir = config.targets.cache_dir
-    labels = {t.name: resolve_labels(t, ids, metadata, cache_dir) for t in config.probes}  # errors before the model
+    seed = config.probe_training.seed
+    # errors before the model
+    labels = {t.name: resolve_labels(t, ids, metadata, cache_dir, seed=seed) for t in config.probes}
 
     base, processor = load_model_and_processor(config.model)
     window = audio_window(processor)
     if window is not None:  # cached labels describe the audio the model receives (a long clip is cut to it)
         heard = window / processor.feature_extractor.sampling_rate
-        labels.update({t.name: resolve_labels(t, ids, metadata, cache_dir, heard)
+        labels.update({t.name: resolve_labels(t, ids, metadata, cache_dir, heard, seed)
                        for t in config.probes if t.cache is not None})
     base = base.to(config.device).eval()
     adapter = get_adapter(base)
@@ -228,6 +236,7 @@ def run_analysis(config: AnalyzeConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "analysis.json", json.dumps(results, indent=2) + "\n")
+    write_atomic(out / "analysis.md", probes_markdown(results))
     plot_attention_share(results, out / "attention_share.png")
     plot_probes(results, out / "probes.png")
     return results

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from coat.config_io import ConfigError
+from coat.reports import markdown_table
 
 TRANSFORMS = ("auto", "class", "semitone", "argmax")
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -33,6 +34,12 @@ class ProbeTask:
     target: str | None = field(default=None, metadata={"help": "target name in that cache; null: its first"})
     transform: str = field(default="auto", metadata={"help": f"one of {TRANSFORMS}; auto: semitone for *_hz "
                                                              "columns and pitch targets, class / argmax otherwise"})
+    where: dict[str, Any] | None = field(default=None, metadata={
+        "help": "only the examples whose metadata fields have these values (a value or a list of values), e.g. "
+                "{category: speech_pitch} to probe that category's answer; the others are left out of this probe"})
+    shuffle: bool = field(default=False, metadata={
+        "help": "a control: the labels permuted among the labelled examples (seeded by probe_training.seed), so no "
+                "state can carry them and the probe should score chance"})
 
     def __post_init__(self):
         if not self.name:
@@ -44,6 +51,11 @@ class ProbeTask:
             raise ValueError(f"probe {self.name!r}: transform must be one of {TRANSFORMS}, got {self.transform!r}")
         if self.target is not None and self.cache is None:
             raise ValueError(f"probe {self.name!r}: target is only meaningful with cache")
+        if self.where is not None:
+            if not isinstance(self.where, dict) or not self.where:
+                raise ValueError(f"probe {self.name!r}: where must map metadata fields to values, e.g. "
+                                 f"{{category: speech_pitch}}, got {self.where!r}")
+            self.where = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in self.where.items()}
 
 
 @dataclass
@@ -149,11 +161,32 @@ def _cached_label(targets: dict[str, np.ndarray], target: str, transform: str, v
 
 
 def resolve_labels(task: ProbeTask, ids: list[str], metadata: list[dict[str, Any]], cache_dir: str,
-                   heard_seconds: float | None = None) -> list:
-    """One label per example (None where it has none). A missing label source is a ConfigError naming the probe.
+                   heard_seconds: float | None = None, seed: int = 0) -> list:
+    """One label per example (None where it has none, or where ``task.where`` leaves it out; permuted among the
+    labelled examples with ``seed`` for ``task.shuffle``). A missing label source is a ConfigError naming the probe.
 
     ``heard_seconds``: the most audio the model receives (:func:`coat.data.collate.audio_window`); cached targets
     are cut to it first (:func:`coat.targets.cut_targets`), so a label describes the audio the states saw."""
+    labels = _labels(task, ids, metadata, cache_dir, heard_seconds)
+    if task.where is not None:
+        for field_name in task.where:
+            if not any(field_name in m for m in metadata):
+                raise ConfigError(f"probe {task.name!r}: where names the metadata field {field_name!r}, which is not "
+                                  f"in the data; fields: {', '.join(sorted({k for m in metadata for k in m}))}")
+        labels = [label if all(m.get(k) in values for k, values in task.where.items()) else None
+                  for label, m in zip(labels, metadata)]
+    if task.shuffle:
+        kept = [i for i, label in enumerate(labels) if label is not None]
+        order = np.random.default_rng(seed).permutation(len(kept))
+        shuffled = list(labels)
+        for i, j in zip(kept, order):
+            shuffled[i] = labels[kept[j]]
+        labels = shuffled
+    return labels
+
+
+def _labels(task: ProbeTask, ids: list[str], metadata: list[dict[str, Any]], cache_dir: str,
+            heard_seconds: float | None) -> list:
     if task.metadata is not None:
         if not any(task.metadata in m for m in metadata):
             columns = sorted({k for m in metadata for k in m})
@@ -225,3 +258,26 @@ def score_probes(tasks: list[ProbeTask], labels: dict[str, list], thinking_state
             result["chance"] = scored["chance"]
         probes[task.name] = result
     return probes
+
+
+def probes_markdown(results: dict[str, Any]) -> str:
+    """analysis.md: one row per probe task (held-out accuracy of the base at each layer an adapter reads, and of
+    each adapter's thinking states, next to chance); a skipped task says why."""
+    probes = results["probes"]
+    layers = list(dict.fromkeys(layer for r in probes.values() for layer in r.get("base", {})))
+    adapters = list(dict.fromkeys(name for r in probes.values() for name in r.get("thinking", {})))
+    header = ["probe", "examples (train / test)", "classes", "chance", *(f"base, layer {layer}" for layer in layers),
+              *(f"{name} thinking" for name in adapters)]
+    rows = []
+    for task, r in probes.items():
+        classes = len(r["classes"])
+        if "skipped" in r:
+            rows.append([task, r["n_examples"], classes, r["skipped"], *[""] * (len(layers) + len(adapters))])
+            continue
+        rows.append([task, f"{r['n_examples']} ({r['n_train']} / {r['n_test']})", classes, f"{r['chance']:.3f}",
+                     *(f"{r['base'][layer]:.3f}" if layer in r["base"] else "" for layer in layers),
+                     *(f"{r['thinking'][n]['accuracy']:.3f}" if n in r["thinking"] else "" for n in adapters)])
+    return (f"# coat analyze: linear probes ({results['n_examples']} examples)\n\n"
+            "Held-out accuracy of a linear probe on the thinking states (mean over the K positions) and on the base "
+            "model's state at the last audio position, from the same layer; chance: always the train split's "
+            "majority class.\n\n" + markdown_table(header, rows))

@@ -63,10 +63,13 @@ def targets(config) -> int:
 
 
 def evaluate(config) -> int:
-    """Evaluate a base LALM and CoAT adapters side by side on a suite of tasks, with batched greedy generation:
-    multiple-choice audio QA (MMAU/MMAR format; accuracy overall and per category), classification by prompt
-    (accuracy, macro-F1) and transcription (WER). Writes results.json (every prediction) and results.md to
-    output_dir; a model that fails is reported by name, the others are kept, and the command exits 1.
+    """Evaluate a base LALM and CoAT adapters side by side on a suite of tasks: multiple-choice audio QA (accuracy
+    overall, per category and per breakdown field; MMAU and MMAR files read as published with benchmark: mmau|mmar,
+    and written back with the official output key on every item), classification by prompt (accuracy, macro-F1) and
+    transcription (WER). Scoring: MMAU's string_match (mmau), coat's parser (parse) and the most likely option per
+    byte from one prefill (likelihood). Items that cannot be answered are listed and counted wrong. Writes
+    results.json (every prediction) and results.md to output_dir; a model that fails is reported by name, the others
+    are kept, and the command exits 1.
 
     Examples:
         coat eval configs/eval_tiny.yaml                    # offline: a tiny random model (scores ~0)

@@ -80,6 +80,17 @@ def audio_window(processor) -> int | None:
     return int(samples) if samples else None
 
 
+def answer_suffix(processor, prompt: str, answer: str, user_text: str, num_audios: int = 1) -> str:
+    """The text that follows ``prompt`` (:func:`~coat.data.prompts.prompt_text` of ``user_text``) when the assistant
+    answers ``answer``: the answer and the chat template's turn end (``"C4<|im_end|>"``), trailing whitespace cut.
+    What training labels, and what likelihood scoring scores (:mod:`coat.evaluation.likelihood`)."""
+    reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+    full = processor.apply_chat_template(user_messages(user_text, num_audios) + [reply], tokenize=False)
+    if full.startswith(prompt):
+        return full[len(prompt):].rstrip()
+    return answer + (processor.tokenizer.eos_token or "")
+
+
 class CoATCollator:
     """Batch examples with the model's own processor; labels are -100 everywhere but on the answer tokens.
 
@@ -128,11 +139,7 @@ class CoATCollator:
                 "targets": cut_targets(targets, self.specs or {}, heard, clip)}
 
     def _suffix(self, prompt: str, answer: str, user_text: str, num_audios: int = 1) -> str:
-        reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
-        full = self.processor.apply_chat_template(user_messages(user_text, num_audios) + [reply], tokenize=False)
-        if full.startswith(prompt):
-            return full[len(prompt):].rstrip()
-        return answer + (self.tokenizer.eos_token or "")
+        return answer_suffix(self.processor, prompt, answer, user_text, num_audios)
 
     def __call__(self, examples: list[dict]) -> dict:
         if not examples:

@@ -18,9 +18,9 @@ Kinds (``SourceConfig.type``):
   undecoded, then decoded here with soundfile/librosa, so no torchcodec is needed), a struct with ``array`` and
   ``sampling_rate`` (what ``coat.data.synth.to_dataset`` writes), or a string column of file paths.
 - ``folder``: every ``.wav/.flac/.mp3/.ogg`` file below ``path`` (recursive, sorted); id = relative path.
-- ``jsonl``: one JSON object per line, ``{"id": ..., "audio": "path relative to the manifest", ...}``; the other
-  fields are kept as metadata.
-- ``auto`` (default): ``.jsonl`` file -> jsonl, folder with a saved dataset (``state.json`` or
+- ``jsonl``: one JSON object per line, ``{"id": ..., "audio": "path relative to the manifest", ...}``, or a ``.json``
+  file holding one array of them (MMAU's layout); the other fields are kept as metadata.
+- ``auto`` (default): ``.jsonl`` or ``.json`` file -> jsonl, folder with a saved dataset (``state.json`` or
   ``dataset_dict.json``) -> dataset, other folder -> folder, an ``owner/name`` that is no local path -> dataset
   (hub id, :func:`coat.hub.is_hub_id`). Any other path that does not exist is a :class:`SourceNotFoundError`
   that says so; nothing is looked up on the network for it.
@@ -60,7 +60,8 @@ class AudioDecodeError(RuntimeError):
 class SourceConfig:
     """Where audio examples come from."""
 
-    path: str = field(default="", metadata={"help": "saved dataset folder, hub id, audio folder or .jsonl file"})
+    path: str = field(default="", metadata={
+        "help": "saved dataset folder, hub id, audio folder, .jsonl manifest or .json array (MMAU)"})
     type: str = field(default="auto", metadata={"help": f"one of {SOURCE_TYPES}"})
     split: str | None = field(default=None, metadata={"help": "dataset split (needed when there are several)"})
     name: str | None = field(default=None, metadata={"help": "hub dataset configuration name"})
@@ -322,31 +323,49 @@ class FolderSource(_FileSource):
 
 
 
+def _manifest_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, row) of a JSONL file (blank lines skipped), or of a ``.json`` file holding one JSON array (MMAU's
+    layout); ``where`` names the line or item for errors."""
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON: {err}") from err
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: a .json manifest must hold one JSON array of examples, got a "
+                             f"{type(rows).__name__}")
+        yield from ((f"{path} item {n}", row) for n, row in enumerate(rows))
+        return
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{path}:{lineno}", json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid JSON: {err}") from err
+
+
 class ManifestSource(_FileSource):
-    """A JSONL manifest: ``{"id": ..., "audio": "path relative to the manifest", ...}`` per line."""
+    """A JSONL manifest, ``{"id": ..., "audio": "path relative to the manifest", ...}`` per line, or a ``.json`` file
+    holding one array of such objects (MMAU's layout)."""
 
     def __init__(self, manifest: str | os.PathLike, audio_field: str = "audio", id_field: str | None = "id"):
         self.manifest = Path(manifest)
         if not self.manifest.is_file():
             raise SourceNotFoundError(f"manifest {str(self.manifest)!r} does not exist")
         self._rows: list[dict[str, Any]] = []
-        with open(self.manifest) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{self.manifest}:{lineno}: not valid JSON: {err}") from err
-                if not isinstance(row, dict) or audio_field not in row:
-                    raise ValueError(f"{self.manifest}:{lineno}: needs an {audio_field!r} field (the audio path)")
-                if not isinstance(row[audio_field], str) or not row[audio_field]:
-                    raise ValueError(f"{self.manifest}:{lineno}: {audio_field!r} must be the path of an audio file "
-                                     f"(relative to the manifest), got {row[audio_field]!r}")
-                if id_field is not None and id_field not in row:
-                    raise ValueError(f"{self.manifest}:{lineno}: needs an {id_field!r} field "
-                                     "(or set source.id_column=null to use line numbers)")
-                self._rows.append(row)
+        for where, row in _manifest_rows(self.manifest):
+            if not isinstance(row, dict) or audio_field not in row:
+                raise ValueError(f"{where}: needs an {audio_field!r} field (the audio path; source.audio_column "
+                                 "names the field)")
+            if not isinstance(row[audio_field], str) or not row[audio_field]:
+                raise ValueError(f"{where}: {audio_field!r} must be the path of an audio file (relative to the "
+                                 f"manifest), got {row[audio_field]!r}")
+            if id_field is not None and id_field not in row:
+                raise ValueError(f"{where}: needs an {id_field!r} field "
+                                 "(or set source.id_column=null to use line numbers)")
+            self._rows.append(row)
         base = self.manifest.parent
         self._paths = [str(base / r[audio_field]) for r in self._rows]
         self.audio_field = audio_field
@@ -482,7 +501,7 @@ def open_source(config: SourceConfig) -> AudioSource:
     path = Path(config.path)
     kind = config.type
     if kind == "auto":
-        if path.suffix == ".jsonl" and path.is_file():
+        if path.suffix in (".jsonl", ".json") and path.is_file():
             kind = "jsonl"
         elif _is_saved_dataset(path):
             kind = "dataset"

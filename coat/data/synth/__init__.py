@@ -7,7 +7,9 @@ evaluates on it, and tests can check every label against the audio with plain si
 
 Two modules: ``splits.py`` (:class:`SynthConfig`, the splits and their exports) and ``categories.py`` (each
 category is one small synthesis function plus its answer texts and question templates, registered in
-:data:`CATEGORIES`; add one with :func:`register_category`). An example is a plain dict::
+:data:`CATEGORIES`; add one with :func:`register_category`). The tone categories (the group ``tones``, the
+default) are there; the spoken ones (the group ``speech``: espeak-ng, the ``speech`` extra) in
+coat/data/speech_categories.py, registered on import of this package. An example is a plain dict::
 
     {"id", "split", "category", "audio" (float32, (samples,)), "sampling_rate", "duration_s",
      "question", "choices", "answer", "answer_letter", "answer_index", "caption", ...parameters}
@@ -21,6 +23,7 @@ index), so the same config gives identical audio bytes and questions, any exampl
 own, and the splits (different split keys) never share a seed.
 """
 
+from coat.data import speech_categories  # noqa: F401  registers the group `speech` (espeak-ng, the speech extra)
 from coat.data.prompts import LETTERS
 from coat.data.synth.categories import (
     CATEGORIES,
@@ -28,6 +31,7 @@ from coat.data.synth.categories import (
     VOWEL_FORMANTS_HZ,
     Category,
     Synthesize,
+    category_groups,
     note_to_hz,
     register_category,
 )
@@ -54,6 +58,7 @@ __all__ = [
     "Category",
     "SynthConfig",
     "Synthesize",
+    "category_groups",
     "generate_split",
     "iter_split",
     "make_example",

@@ -2,8 +2,10 @@
 question phrasings, registered in :data:`CATEGORIES` (add one with :func:`register_category`).
 
 A synthesis function maps ``(rng, answer text, config, number of samples)`` to ``(signal, parameters, caption)``:
-any float signal of that length (levels, noise floor and peak are set afterwards, coat/data/synth/splits.py), the
-parameters it was made from (the ground truth for analysis and probes) and a short caption.
+any float signal, of that length for tones (speech is as long as it is spoken; levels, noise floor and peak are set
+afterwards, coat/data/synth/splits.py), the parameters it was made from (the ground truth for analysis and probes) and
+a short caption. A category belongs to a group (``tones`` here; ``speech``: coat/data/speech_categories.py registers
+its categories), and ``SynthConfig.categories`` takes group names as well as category names.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ _CONTOURS = {"it rises": 1, "it falls": -1, "it stays the same": 0}
 _LOUDNESS = {"it gets louder": 1, "it gets softer": -1, "it stays the same": 0}
 
 # A synthesis function: (rng, answer text, config (a SynthConfig), number of samples) -> (signal, parameters,
-# caption). The signal is any float array of that length; levels, noise floor and peak are set afterwards.
+# caption). The signal is a float array (of that length for tones); levels, noise floor and peak are set afterwards.
 Synthesize = Callable[[np.random.Generator, str, Any, int], tuple[np.ndarray, dict[str, Any], str]]
 
 
@@ -34,14 +36,30 @@ class Category:
     answers: Callable[[Any], list[str]]
     questions: tuple[str, ...]
     synthesize: Synthesize
+    # a name SynthConfig.categories accepts for all categories of the group (``tones``, ``speech``)
+    group: str = "tones"
+    # for audio made by an outside synthesizer (espeak-ng): returns its version, which goes into the exports' digest,
+    # and raises a clear error naming what to install when it is missing; SynthConfig calls it when selected
+    synthesizer: Callable[[], str] | None = None
 
 
 CATEGORIES: dict[str, Category] = {}
 
 
 def register_category(category: Category) -> Category:
+    if category.name in {*category_groups(), category.group} or category.group in CATEGORIES:
+        raise ValueError(f"category {category.name!r} of group {category.group!r}: a category and a group cannot "
+                         f"share a name (groups: {sorted(category_groups())})")
     CATEGORIES[category.name] = category
     return category
+
+
+def category_groups() -> dict[str, tuple[str, ...]]:
+    """Group name -> the registered categories of that group, in registration order."""
+    groups: dict[str, tuple[str, ...]] = {}
+    for category in CATEGORIES.values():
+        groups[category.group] = (*groups.get(category.group, ()), category.name)
+    return groups
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from coat.data.prompts import LETTERS
-from coat.data.synth.categories import CATEGORIES, min_beep_span, note_to_hz
+from coat.data.synth.categories import CATEGORIES, category_groups, min_beep_span, note_to_hz
 
 SPLITS = ("train", "validation", "test")
 # Bumped whenever the same SynthConfig would generate different examples (audio, texts): cached exports of an
@@ -34,7 +34,10 @@ class SynthConfig:
     test_size: int = field(default=600, metadata={"help": "examples in the test split"})
     categories: tuple[str, ...] = field(
         default=("note", "contour", "loudness", "sound_type", "vowel", "count"),
-        metadata={"help": "question categories, names registered in coat.data.synth.CATEGORIES"},
+        metadata={"help": "question categories, names registered in coat.data.synth.CATEGORIES, or their groups: "
+                          "`tones` (note, contour, loudness, sound_type, vowel, count) and `speech` (speech_pitch, "
+                          "speech_rate, speech_voice, speech_word, speech_count, speech_rise: espeak-ng, the "
+                          "`speech` extra), e.g. [tones, speech]"},
     )
     sample_rate: int = field(default=16000, metadata={"help": "sample rate of the clips in Hz"})
     min_seconds: float = field(default=1.0, metadata={"help": "shortest clip; each clip draws its length"})
@@ -55,14 +58,19 @@ class SynthConfig:
 
     def __post_init__(self):
         # YAML gives lists; keep tuples so configs compare and hash the same either way.
-        self.categories = tuple(self.categories)
+        if isinstance(self.categories, str):
+            self.categories = (self.categories,)
+        groups = category_groups()
+        # a group and one of its names: each category once
+        self.categories = tuple(dict.fromkeys(c for name in self.categories for c in groups.get(name, (name,))))
         self.notes = tuple(self.notes)
         self.peak_db = tuple(float(x) for x in self.peak_db)
         if self.snr_db is not None:
             self.snr_db = tuple(float(x) for x in self.snr_db)
         unknown = [c for c in self.categories if c not in CATEGORIES]
         if unknown:
-            raise ValueError(f"unknown synth categories {unknown}; registered: {sorted(CATEGORIES)}")
+            raise ValueError(f"unknown synth categories {unknown}; registered: {sorted(CATEGORIES)}, groups: "
+                             f"{sorted(groups)}")
         if not self.categories:
             raise ValueError("categories must not be empty")
         if min(self.train_size, self.validation_size, self.test_size) < 0:
@@ -85,12 +93,19 @@ class SynthConfig:
             raise ValueError(f"peak_db must be (low, high) with low <= high <= 0, got {self.peak_db}")
         if self.snr_db is not None and (len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]):
             raise ValueError(f"snr_db must be (low, high) or None, got {self.snr_db}")
+        self.synthesizers()  # a missing outside synthesizer (the speech extra) stops here, saying what to install
+
+    def synthesizers(self) -> tuple[str, ...]:
+        """The versions of the outside synthesizers the selected categories use (espeak-ng for speech), once each."""
+        used = dict.fromkeys(CATEGORIES[c].synthesizer for c in self.categories if CATEGORIES[c].synthesizer)
+        return tuple(version() for version in used)
 
     def digest(self) -> str:
-        """A short hash of these settings and the generator version: the folder key of cached exports."""
+        """A short hash of these settings, the generator version and any outside synthesizer's (espeak-ng's, when
+        there is speech): the folder key of cached exports."""
         from coat.files import config_digest
 
-        return config_digest(self, GENERATOR_VERSION)
+        return config_digest(self, GENERATOR_VERSION, *self.synthesizers())
 
     def split_size(self, split: str) -> int:
         sizes = {"train": self.train_size, "validation": self.validation_size, "test": self.test_size}
@@ -143,6 +158,7 @@ def make_example(config: SynthConfig, split: str, category: str, index: int) -> 
     n = int(round(rng.uniform(config.min_seconds, config.max_seconds) * sr))
     signal, params, caption = cat.synthesize(rng, answers[label], config, n)
     signal = np.asarray(signal, dtype=np.float64)
+    n = len(signal)  # a tone clip is the n samples drawn; speech is as long as it is spoken
     if config.snr_db is not None:
         snr = rng.uniform(*config.snr_db)
         rms = np.sqrt(np.mean(signal**2)) + 1e-12
