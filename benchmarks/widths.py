@@ -8,15 +8,13 @@ one full-depth training step on one GPU: bf16 weights, LoRA, gradient checkpoint
 question, AdamW. The estimate is arithmetic from the shapes (written out in the report), not a measurement: on a
 GPU, ``coat bench training --size 7b`` measures the step.
 
-    python benchmarks/widths.py                       # K 16, LoRA r 16, batch 4, 30 s clips
-
-A script, not a ``coat bench`` subject yet: the command table is being redone to one config convention (issue 16).
+    coat bench widths      # K 16, LoRA r 16, batch 4, 30 s clips (python benchmarks/widths.py: the same)
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,10 +23,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import coat  # noqa: E402
-from benchmarks.common import write_report  # noqa: E402
+from benchmarks.common import main_of, write_report  # noqa: E402
 from benchmarks.training import TARGET_SPECS  # noqa: E402
 from coat import zoo  # noqa: E402
-from coat.config_help import plain  # noqa: E402
 from coat.heads import HeadConfig  # noqa: E402
 
 SUBJECT = "widths"
@@ -136,26 +133,42 @@ def write(result: dict, out: str | Path) -> Path:
     return write_report(result, out, SUBJECT, to_markdown)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchmarks/widths.py", description=plain(__doc__.split("\n\n")[0]))
-    parser.add_argument("--out", default=f"runs/bench/{SUBJECT}", help=f"folder for {SUBJECT}.json / .md")
-    parser.add_argument("--k", type=int, default=16, help="thinking positions")
-    parser.add_argument("--lora-rank", type=int, default=16, help="LoRA rank")
-    parser.add_argument("--batch", type=int, default=4, help="30 s clips per training step")
-    return parser
+@dataclass
+class WidthsBenchConfig:
+    """``coat bench widths``: the CoAT settings counted and the training step estimated."""
+
+    out: str = field(default=f"runs/bench/{SUBJECT}", metadata={"help": "folder for widths.json / .md"})
+    families: list[str] = field(default_factory=lambda: list(zoo.RELEASED),
+                                metadata={"help": f"released configurations to count, of {list(zoo.RELEASED)}"})
+    k: int = field(default=16, metadata={"help": "thinking positions K"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank (q/k/v/o of every decoder layer)"})
+    batch: int = field(default=4, metadata={"help": "30 s clips per training step in the memory estimate"})
+
+    def __post_init__(self):
+        unknown = [f for f in self.families if f not in zoo.RELEASED]
+        if unknown or not self.families:
+            raise ValueError(f"families must be a non-empty list of {list(zoo.RELEASED)}, got {self.families!r}")
+        if min(self.k, self.lora_rank, self.batch) < 1:
+            raise ValueError(f"k, lora_rank and batch must be >= 1, got {self.k}, {self.lora_rank}, {self.batch}")
 
 
-def help_text(argv=()) -> str:
-    return build_parser().format_help()
+def bench(config: WidthsBenchConfig) -> None:
+    """What CoAT adds to each released model at full depth (thinking table, heads, LoRA next to the base's decoder,
+    embeddings, audio and vision towers), counted on the meta device, and an estimate, term by term, of one
+    full-depth training step's memory on one GPU (bf16, LoRA, gradient checkpointing, AdamW, 30 s clips). No GPU
+    and no weights needed; on a GPU coat bench training --size 7b measures the step. Writes widths.json and
+    widths.md to out.
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result = run(k=args.k, lora_rank=args.lora_rank, batch=args.batch)
-    write(result, args.out)
+    Examples:
+        coat bench widths                     # ~10 s
+        coat bench widths --families qwen2_audio --batch 8
+    """
+    result = run(k=config.k, lora_rank=config.lora_rank, batch=config.batch, families=tuple(config.families))
+    write(result, config.out)
     print(to_markdown(result))
-    return 0
 
+
+main = main_of(SUBJECT)
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

@@ -8,7 +8,7 @@ default heads, greedy generation of 8 tokens in 8 forward calls, and save/load w
 10-11 GB peak memory per family on 2 CPU cores (float32; measured: Qwen2-Audio 214 s / 10.8 GB, the Qwen2.5-Omni
 thinker 205 s / 10.0 GB, Audio Flamingo 3 182 s / 10.0 GB): ``slow``, run one family at a time
 (``pytest -m slow tests/test_released.py -k qwen2_audio``). The fast tests here check the released ids and widths
-on the meta device and count what CoAT adds at full depth (``python benchmarks/widths.py``).
+on the meta device and count what CoAT adds at full depth (``coat bench widths``).
 """
 
 import gc
