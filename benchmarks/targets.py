@@ -185,11 +185,11 @@ def _sync(device: torch.device) -> None:
 
 
 def alternating_best(ways: dict[str, Any], repeats: int, device: torch.device) -> dict[str, float]:
-    """Best wall time of each way, the ways timed in turn ``repeats`` times (load on a shared machine falls on
-    both, not on whichever ran second)."""
+    """Best wall time of each way, the ways timed in turn ``repeats`` times, in reversed order every other time
+    (load on a shared machine, and whatever one way leaves in the caches, falls on both alike)."""
     best = dict.fromkeys(ways, float("inf"))
-    for _ in range(repeats):
-        for name, fn in ways.items():
+    for repeat in range(repeats):
+        for name, fn in list(ways.items())[:: -1 if repeat % 2 else 1]:
             _sync(device)
             start = time.perf_counter()
             fn()
