@@ -377,7 +377,7 @@ def expert_targets(coat_config, log=print) -> None:
 
     start = time.time()
     experts = load_experts(coat_config.targets, coat_config.experts)
-    target_caches(coat_config.targets, training_source(coat_config), experts)
+    target_caches(coat_config.targets, training_source(coat_config), experts, coat_config.heads)
     log(f"expert targets ({', '.join(e.name for e in experts)}) ready in {time.time() - start:.0f} s")
 
 

@@ -1,10 +1,10 @@
 """``coat targets``: the expert targets of a data section, computed once into the target caches that training reads.
 
-Its config has the three sections ``coat train`` has for the same purpose, with the same keys (``data``,
-``experts``, ``targets``), so the targets a training run needs are computed by running ``coat targets`` on the
-same sections, or by the run itself with ``targets.compute: true``: both write and open the same caches
-(coat/experts/config.py). Runs on one process, or on several with ``accelerate launch`` (one shard each; the main
-process merges). The cache layout: coat/experts/cache.py.
+Its config has the four sections ``coat train`` has for the same purpose, with the same keys (``data``,
+``experts``, ``targets``, and ``heads``, whose frame count the caches keep), so the targets a training run needs are
+computed by running ``coat targets`` on the same sections, or by the run itself with ``targets.compute: true``: both
+write and open the same caches (coat/experts/config.py). Runs on one process, or on several with ``accelerate
+launch`` (one shard each; the main process merges). The cache layout: coat/experts/cache.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from coat.errors import CoatError
 from coat.experts.base import ExpertConfig
 from coat.experts.compute import CacheRun, process_state
 from coat.experts.config import TargetsConfig, compute_caches, load_experts
+from coat.heads import HeadConfig
 
 
 @dataclass
@@ -30,6 +31,10 @@ class ExtractConfig:
         default_factory=list, metadata={"help": "experts to run: names, or {name, params} mappings"})
     targets: TargetsConfig = field(default_factory=TargetsConfig, metadata={
         "help": "where the caches go and how they are computed (the same section as coat train's)"})
+    heads: HeadConfig = field(default_factory=HeadConfig, metadata={
+        "help": "the heads the targets are for (coat train's heads section): frame-level targets keep at most "
+                "heads.num_frames frames per clip (heads on relative time); only num_frames and max_duration matter "
+                "here, and both go into the cache fingerprint"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self):
@@ -51,4 +56,4 @@ def run_extraction(config: ExtractConfig) -> dict[str, CacheRun]:
             raise ConfigError(str(err)) from err
     if len(source) == 0:
         raise ConfigError(f"data: {source.description} has no examples (no audio files or rows)")
-    return compute_caches(config.targets, source, experts, progress=config.progress)
+    return compute_caches(config.targets, source, experts, config.heads, progress=config.progress)

@@ -29,8 +29,8 @@ from coat.config import CoATConfig
 from coat.heads import ExpertHeads, HeadConfig
 from coat.losses import distillation_losses
 from coat.model_io import ModelIOMixin
-from coat.targets import PreparedTargets, TargetSpec, prepare_active_targets
-from coat.thinking import ThinkingBatch, ThinkingEmbedding, audio_span_ends, insert_thinking
+from coat.targets import PreparedTargets, TargetSpec, fit_frames, prepare_active_targets, resample_targets
+from coat.thinking import ThinkingBatch, ThinkingEmbedding, audio_span_ends, insert_thinking, placeholder_runs
 
 # Arguments that would bypass or contradict the insertion: the base model must see our input_ids.
 _REFUSED = {
@@ -207,12 +207,18 @@ class CoATModel(ModelIOMixin, nn.Module):
         """
         self._check_inputs(input_ids, attention_mask, kwargs)
         batch = self.insert_thinking(input_ids, attention_mask, labels)
+        tower_outputs, tower_hook = [], None
+        if expert_targets is not None and self._forward_targets():  # targets read from the audio tower's output
+            tower = self._frozen_audio_tower()
+            tower_hook = tower.register_forward_hook(lambda module, args, output: tower_outputs.append(output))
         self._captured, self._capturing = None, True
         try:
             out = self.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                   labels=batch.labels, **kwargs)
         finally:
             self._capturing = False
+            if tower_hook is not None:
+                tower_hook.remove()
         hidden, self._captured = self._captured, None
         if hidden is None:
             raise RuntimeError("the thinking layer hook did not fire; is thinking_layer inside the model?")
@@ -220,8 +226,72 @@ class CoATModel(ModelIOMixin, nn.Module):
         out = coat_output_class(type(out))(**out, thinking_states=states, thinking_mask=states_mask,
                                            coat_attention_mask=batch.attention_mask)
         if expert_targets is not None:
+            if tower_hook is not None:
+                spans = placeholder_runs(input_ids, attention_mask if attention_mask is not None
+                                         else torch.ones_like(input_ids), self.audio_token_id)
+                expert_targets = self._with_tower_targets(expert_targets, tower_outputs, spans, kwargs)
             self._add_expert_losses(out, expert_targets, hidden, batch)
         return out
+
+    # ------------------------------------------------------------------ targets from the audio tower
+    def _forward_targets(self) -> list[str]:
+        """The active targets the forward takes from the model's own audio tower (``computed_in="forward"``)."""
+        if self.heads is None:
+            return []
+        return [n for n, s in self.heads.specs.items()
+                if s.computed_in == "forward" and self.expert_weights.get(n, 1.0) != 0.0]
+
+    def _frozen_audio_tower(self) -> nn.Module:
+        tower = self.adapter.audio_tower(self.base_model)
+        training = [n for n, p in tower.named_parameters() if p.requires_grad]
+        if training:
+            raise ValueError(f"target(s) {self._forward_targets()} are taken from the audio tower's output during the "
+                             f"forward, but the tower trains ({training[0]}, ...), so they would move with training; "
+                             "cache them instead (the reconstruction expert's encoder_from: extraction)")
+        return tower
+
+    def _tower_frames(self, outputs: list, spans: list[int], kwargs: dict) -> list[torch.Tensor]:
+        """The audio tower's output frames of each audio span, ``(frames_i, dim)`` float32, from the tower calls
+        of this forward: each row's valid frames (its mel length through the tower's own length formula), in the
+        order the base model scatters them into the placeholders, split by the spans' placeholder counts."""
+        tower = self.adapter.audio_tower(self.base_model)
+        frames = []
+        for output in outputs:
+            hidden = (output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]).detach()
+            if hidden.dim() == 2:  # packed along time already (Qwen2.5-Omni)
+                frames.append(hidden)
+                continue
+            mask = kwargs.get("feature_attention_mask", kwargs.get("input_features_mask"))
+            if mask is None:
+                raise ValueError("the audio tower's output frames per audio need the features' mask "
+                                 "(feature_attention_mask or input_features_mask) in the inputs")
+            _, lengths = tower._get_feat_extract_output_lengths(mask.sum(-1))
+            frames += [hidden[row, : int(n)] for row, n in enumerate(lengths.tolist())]
+        flat = torch.cat(frames) if frames else torch.zeros(0, 1)
+        if flat.shape[0] != sum(spans):
+            raise ValueError(f"the audio tower gave {flat.shape[0]} frames for {sum(spans)} audio placeholders; the "
+                             "tower targets need the model's own inputs (the processor's features and ids)")
+        return list(flat.float().split(spans))
+
+    def _with_tower_targets(self, expert_targets, outputs: list, spans: list[int], kwargs: dict):
+        """``expert_targets`` plus the targets taken from the audio tower, on the heads' frames. With the collator's
+        ``span_seconds`` each span's frames are first fitted to the count a cached target would have (what the
+        expert's ``fit_frames`` does), so the heads see the values the cached path gave."""
+        per_span = self._tower_frames(outputs, spans, kwargs)
+        if not isinstance(expert_targets, PreparedTargets):
+            expert_targets = prepare_active_targets(expert_targets, self.heads.specs, self.heads.config,
+                                                    self.expert_weights)
+        values, masks = dict(expert_targets.values), dict(expert_targets.masks)
+        seconds = expert_targets.span_seconds
+        for name in self._forward_targets():
+            spec = self.heads.specs[name]
+            clips = per_span
+            if seconds is not None and len(seconds) == len(per_span):
+                clips = [fit_frames(f, spec.num_frames(int(round(float(s) * spec.sample_rate))))
+                         for f, s in zip(per_span, seconds)]
+            values[name], masks[name] = resample_targets(clips, spec, spec.head_frames(self.heads.config.num_frames),
+                                                         max_duration=self.heads.config.max_duration)
+        return PreparedTargets(values, masks, seconds)
 
     def _add_expert_losses(self, out, expert_targets: dict, hidden: torch.Tensor, batch: ThinkingBatch) -> None:
         if self.heads is None:

@@ -1,7 +1,9 @@
 """The contract between experts, the target cache, the heads and the losses: what a target is and how it trains.
 
-- :class:`TargetSpec`: one target of an expert (name, sample rate, frame rate or clip level, dimension, kind). An
-  expert declares its specs, the cache stores one ``(frames, dim)`` array per example and spec, a head predicts it.
+- :class:`TargetSpec`: one target of an expert (name, sample rate, frame rate or clip level, dimension, kind, and
+  where it is made: offline into the target cache, in the data loader, or in the forward). An expert declares its
+  specs, the cache stores each example's ``(frames, dim)`` array (or, for a ``peak_std`` target, its ``(frames, 1)``
+  peak positions), a head predicts it.
 - The kinds and their losses, declared once in :data:`LOSS_FUNCTIONS` (docs/design.md, decision 4):
   ``distribution`` -> KL(target || softmax(prediction)), ``multilabel`` -> BCE-with-logits on soft labels,
   ``regression`` -> smooth-L1, ``embedding`` -> (1 - cosine) + MSE. Every loss is computed per frame, weighted by
@@ -13,6 +15,9 @@
   :func:`prepare_active_targets` -> :class:`PreparedTargets`): targets are cached at their expert's frame rate
   with a length that varies per clip; the heads predict F frames per audio span.
 - :func:`cut_targets`: a clip's targets restricted to the audio the model receives.
+- :func:`peak_distribution`: the distribution of a ``peak_std`` target rebuilt from its peak positions, after
+  resampling (pitch: the cache keeps f0, the head trains on a Gaussian over CREPE's bins, as CREPE's own training
+  targets are built).
 
 Time axis of the heads' frames (``max_duration`` of the frame grid, a :class:`coat.heads.HeadConfig`). By default
 (``None``) every clip, whatever its duration, is mapped onto the full F frames: frame f is the point
@@ -48,6 +53,14 @@ class TargetSpec:
     kind: one of :data:`TARGET_KINDS`; it decides the loss a head trains with (:data:`LOSS_FUNCTIONS`).
     weight_by: name of a 1-dim target of the same expert whose per-frame value in [0, 1] weights this
         target's loss (pitch is weighted by voicing so unvoiced frames do not count), or ``None``.
+    peak_std: for a ``distribution`` over ordered classes (pitch bins): the expert gives, and the cache keeps, only
+        each frame's peak position in class units, ``(frames, 1)``; the ``(frames, dim)`` distribution the head
+        trains on is rebuilt after resampling onto the head's frames as a Gaussian of this std (in classes) over
+        the classes (:func:`peak_distribution`). ``None``: the target is the full ``(frames, dim)`` array.
+    computed_in: where the target is made (one of :data:`COMPUTED_IN`): ``extraction`` (by the expert, once, into
+        the target cache), ``loader`` (from each example's waveform in the data loader, never cached: cheap
+        functions of the waveform such as log-mel), ``forward`` (from the wrapped LALM's own audio tower during the
+        forward, never cached; the tower must be frozen).
     """
 
     name: str
@@ -56,6 +69,8 @@ class TargetSpec:
     dim: int
     kind: str
     weight_by: str | None = None
+    peak_std: float | None = None
+    computed_in: str = "extraction"
 
     def __post_init__(self):
         if self.kind not in LOSS_FUNCTIONS:
@@ -64,10 +79,22 @@ class TargetSpec:
             raise ValueError(f"target {self.name!r}: dim must be >= 1, got {self.dim}")
         if self.frame_rate is not None and self.frame_rate <= 0:
             raise ValueError(f"target {self.name!r}: frame_rate must be > 0 or None (clip level)")
+        if self.peak_std is not None and (self.kind != "distribution" or self.dim < 2 or self.peak_std <= 0):
+            raise ValueError(f"target {self.name!r}: peak_std needs a distribution over >= 2 classes and a std > 0 "
+                             f"(got kind {self.kind!r}, dim {self.dim}, peak_std {self.peak_std})")
+        if self.computed_in not in COMPUTED_IN:
+            raise ValueError(f"target {self.name!r}: computed_in must be one of {COMPUTED_IN}, got "
+                             f"{self.computed_in!r}")
 
     @property
     def clip_level(self) -> bool:
         return self.frame_rate is None
+
+    @property
+    def width(self) -> int:
+        """Size of the last axis of what the expert gives and the cache keeps: 1 for a ``peak_std`` target (its
+        peak positions), else ``dim``."""
+        return 1 if self.peak_std is not None else self.dim
 
     def num_frames(self, num_samples: int) -> int:
         """Frames this target has for a clip of ``num_samples`` samples at ``sample_rate``."""
@@ -81,6 +108,10 @@ class TargetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# where a target is made (TargetSpec.computed_in): offline into the cache, in the data loader, in the forward
+COMPUTED_IN: tuple[str, ...] = ("extraction", "loader", "forward")
 
 
 class FrameGrid(Protocol):
@@ -150,24 +181,69 @@ TARGET_KINDS: tuple[str, ...] = tuple(LOSS_FUNCTIONS)
 
 
 # ---------------------------------------------------------------------------------------------- resampling
+def fit_frames(frames: torch.Tensor | np.ndarray, num_frames: int) -> np.ndarray:
+    """Crop or extend ``(frames, dim)`` to exactly ``num_frames`` rows, as float32.
+
+    A model's own frame count differs from ``TargetSpec.num_frames`` by a frame or two at the edges (conv
+    receptive fields, centring); extra frames are cropped and missing ones repeat the last frame. The experts use it,
+    and so does the forward for a target it takes from the model's audio tower, so both give the same frames.
+    """
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().float().cpu().numpy()
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.shape[0] >= num_frames:
+        return np.ascontiguousarray(frames[:num_frames])
+    pad = np.repeat(frames[-1:], num_frames - frames.shape[0], axis=0)
+    return np.concatenate([frames, pad], axis=0)
+
+
+def frame_positions(length: int, num_frames: int) -> torch.Tensor:
+    """Relative time: the fractional index into ``length`` source frames (float64, ``(num_frames,)``) at the centres
+    of ``num_frames`` equal parts of the clip, frame f at ``(f + 0.5) / num_frames`` of the way through."""
+    return (torch.arange(num_frames, dtype=torch.float64) + 0.5) * length / num_frames - 0.5
+
+
 def _frame_positions(spec: TargetSpec, length: int, num_frames: int, max_duration: float | None) -> torch.Tensor:
     """Fractional source-frame index (float64) sampled by each of the ``num_frames`` head frames."""
-    f = torch.arange(num_frames, dtype=torch.float64) + 0.5
     if max_duration is None:  # frame centres at equal fractions of the clip
-        return f * length / num_frames - 0.5
+        return frame_positions(length, num_frames)
+    f = torch.arange(num_frames, dtype=torch.float64) + 0.5
     return f * max_duration / num_frames * spec.frame_rate - 0.5  # frame centres in seconds -> source index
 
 
+def interpolate_frames(frames, positions: torch.Tensor):
+    """``(T, width)`` frames (numpy or torch) sampled at fractional ``positions`` ``(F,)`` by linear interpolation
+    between neighbours (clamped to the first and last frame): ``(F, width)`` of the same type, float64 for torch."""
+    t = frames if torch.is_tensor(frames) else torch.as_tensor(np.asarray(frames, dtype=np.float64))
+    pos = positions.clamp(0, len(t) - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=len(t) - 1)
+    frac = (pos - lo)[:, None].to(t.dtype)
+    out = t[lo] * (1 - frac) + t[hi] * frac
+    return out if torch.is_tensor(frames) else out.numpy()
+
+
 def _as_frames(target: np.ndarray | torch.Tensor, spec: TargetSpec, clip: int) -> torch.Tensor:
-    """One clip's target as float64 ``(T, dim)``; 1-D input is read as (T,) for dim 1, else as one (dim,) row."""
+    """One clip's target as float64 ``(T, dim)``, or ``(T, 1)`` peak positions for a ``peak_std`` target given in
+    that form (what the cache keeps); 1-D input is read as (T,) for width 1, else as one (dim,) row."""
     t = (target if torch.is_tensor(target) else torch.as_tensor(np.asarray(target))).detach().cpu().double()
     if t.numel() == 0:
         return t.reshape(0, spec.dim)
     if t.dim() <= 1:
-        t = t.reshape(-1, 1) if spec.dim == 1 else t.reshape(1, -1)
-    if t.dim() != 2 or t.shape[1] != spec.dim:
-        raise ValueError(f"target {spec.name!r}, clip {clip}: expected (frames, {spec.dim}), got {tuple(t.shape)}")
+        t = t.reshape(-1, 1) if spec.width == 1 else t.reshape(1, -1)
+    if t.dim() != 2 or t.shape[1] not in (spec.dim, spec.width):
+        shape = f"(frames, {spec.dim})" + (" or (frames, 1) peak positions" if spec.peak_std is not None else "")
+        raise ValueError(f"target {spec.name!r}, clip {clip}: expected {shape}, got {tuple(t.shape)}")
     return t
+
+
+def peak_distribution(positions: torch.Tensor, dim: int, std: float) -> torch.Tensor:
+    """``(...,)`` peak positions in class units -> ``(..., dim)`` normalised Gaussians of ``std`` classes over the
+    classes ``0 .. dim-1``: how a ``peak_std`` target's distribution is rebuilt (CREPE builds its training targets
+    this way: a Gaussian-blurred one-hot over its 20-cent bins, std 25 cents)."""
+    classes = torch.arange(dim, dtype=torch.float64, device=positions.device)
+    logits = -0.5 * ((classes - positions.double()[..., None]) / std) ** 2
+    return torch.softmax(logits, dim=-1)
 
 
 def resample_targets(
@@ -180,7 +256,9 @@ def resample_targets(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bring per-clip targets onto the head's frames.
 
-    targets: N arrays ``(T_i, spec.dim)`` at the expert's frame rate (``None`` or empty: no target, fully masked).
+    targets: N arrays ``(T_i, spec.dim)`` (``None`` or empty: no target, fully masked), at the expert's frame rate or
+        on a coarser grid of the cache (any T_i: relative time reads only the count); a ``peak_std`` target may
+        come as ``(T_i, 1)`` peak positions, rebuilt into its distribution after the resampling.
     num_frames: F (use 1 for clip-level specs; their single row is broadcast / averaged to it).
     max_duration: ``None`` maps each clip onto all F frames (relative time); seconds make the F frames cover
         that fixed duration, masking frames past the clip's end (see the module docstring).
@@ -203,20 +281,22 @@ def resample_targets(
         t = _as_frames(target, spec, i)
         if len(t) == 0:
             continue
+        # a peak_std target given as its peak positions: resample the positions, then rebuild the distribution
+        peaks = spec.peak_std is not None and t.shape[1] == 1
         if spec.clip_level:  # one vector per clip: repeat (or average a stray multi-row) over the F frames
-            values[i] = t.mean(dim=0).float()
-            mask[i] = 1.0
-            continue
-        pos = _frame_positions(spec, len(t), num_frames, max_duration)
-        # absolute time: a head frame counts while its centre lies before the clip's end (T / frame_rate seconds)
-        valid = pos < len(t) - 0.5 + 1e-9 if max_duration is not None else torch.ones(num_frames, dtype=torch.bool)
-        pos = pos.clamp(0, len(t) - 1)
-        lo = pos.floor().long()
-        hi = (lo + 1).clamp(max=len(t) - 1)
-        frac = (pos - lo)[:, None]
-        v = t[lo] * (1 - frac) + t[hi] * frac
-        valid &= torch.isfinite(v).all(dim=1)
-        values[i] = torch.where(valid[:, None], v, torch.zeros_like(v)).float()
+            v = t.mean(dim=0, keepdim=True)
+            valid = torch.isfinite(v).all(dim=1).expand(num_frames)
+        else:
+            pos = _frame_positions(spec, len(t), num_frames, max_duration)
+            # absolute time: a head frame counts while its centre lies before the clip's end (T / frame_rate s)
+            valid = (pos < len(t) - 0.5 + 1e-9 if max_duration is not None
+                     else torch.ones(num_frames, dtype=torch.bool))
+            v = interpolate_frames(t, pos)
+            valid = valid & torch.isfinite(v).all(dim=1)
+        v = torch.where(valid[:, None], v, torch.zeros_like(v))
+        if peaks:
+            v = peak_distribution(v[:, 0], spec.dim, spec.peak_std)
+        values[i] = v.float()
         mask[i] = valid.float()
     if spec.kind == "distribution":
         values = values.clamp_min(0)
@@ -261,10 +341,13 @@ def prepare_targets(
 @dataclass
 class PreparedTargets:
     """A batch's targets already on the heads' frames: name -> ``(n_spans, F, dim)`` values and ``(n_spans, F)``
-    masks. The collator builds it in the data loader so the training step does no resampling."""
+    masks. The collator builds it in the data loader so the training step does no resampling. ``span_seconds``
+    ``(n_spans,)``: the audio each span holds, for targets made in the forward (``computed_in="forward"``), so they
+    get the frame count a cached one would have."""
 
     values: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor]
+    span_seconds: torch.Tensor | None = None
 
 
 def prepare_active_targets(
@@ -272,8 +355,10 @@ def prepare_active_targets(
     specs: dict[str, TargetSpec],
     config: FrameGrid,
     weights: dict[str, float] | None = None,
+    span_seconds: Sequence[float] | None = None,
 ) -> PreparedTargets:
-    """:func:`prepare_targets` for the targets whose loss weight is not 0 (and the targets that weight them)."""
+    """:func:`prepare_targets` for the targets whose loss weight is not 0 (and the targets that weight them).
+    ``span_seconds``: the seconds of audio of each span, kept for the targets made in the forward."""
     weights = weights or {}
     unknown = sorted(set(targets) - set(specs))
     if unknown:
@@ -283,7 +368,8 @@ def prepare_active_targets(
     active = [n for n in targets if weights.get(n, 1.0) != 0.0]
     needed = set(active) | {specs[n].weight_by for n in active if specs[n].weight_by is not None}
     values, masks = prepare_targets({n: targets[n] for n in targets if n in needed}, specs, config)
-    return PreparedTargets({n: values[n] for n in active}, {n: masks[n] for n in active})
+    seconds = None if span_seconds is None else torch.as_tensor(list(span_seconds), dtype=torch.float64)
+    return PreparedTargets({n: values[n] for n in active}, {n: masks[n] for n in active}, seconds)
 
 
 def cut_targets(targets: dict, specs: dict, heard_seconds: float, clip_seconds: float) -> dict:
@@ -291,6 +377,8 @@ def cut_targets(targets: dict, specs: dict, heard_seconds: float, clip_seconds: 
 
     Frame-level targets keep their frames that cover those seconds; a clip-level target describes the whole clip,
     so for a clip that was cut it is left out (None: masked). A clip no longer than ``heard_seconds`` is unchanged.
+    A target at its expert's frame rate keeps ``spec.num_frames`` of the heard samples; one the cache keeps on a
+    coarser grid (fewer frames spread over the whole clip) keeps the same share of its frames.
     ``specs``: target name -> :class:`TargetSpec`.
     """
     if clip_seconds <= heard_seconds:
@@ -302,6 +390,8 @@ def cut_targets(targets: dict, specs: dict, heard_seconds: float, clip_seconds: 
             raise ValueError(f"target {name!r} has no spec, so it cannot be cut to the audio the model receives")
         if value is None or spec.clip_level:
             out[name] = None
-        else:
+        elif len(value) == spec.num_frames(int(round(clip_seconds * spec.sample_rate))):
             out[name] = value[: spec.num_frames(int(round(heard_seconds * spec.sample_rate)))]
+        else:
+            out[name] = value[: max(1, int(np.ceil(len(value) * heard_seconds / clip_seconds)))]
     return out

@@ -106,6 +106,15 @@ def audio_span_ends(
     return (run_end & ~closed) | moved
 
 
+def placeholder_runs(input_ids: torch.Tensor, attention_mask: torch.Tensor, audio_token_id: int) -> list[int]:
+    """The number of audio placeholders in each audio span, spans in row-major prompt order (the order in which the
+    base model scatters its audio features into them, and in which the thinking blocks are read)."""
+    is_audio = (input_ids == audio_token_id) & attention_mask.bool()
+    starts = is_audio & ~torch.nn.functional.pad(is_audio[:, :-1], (1, 0), value=False)
+    run = starts.flatten().long().cumsum(0) - 1  # the span each position belongs to, row-major
+    return torch.bincount(run[is_audio.flatten()], minlength=int(starts.sum())).tolist()
+
+
 def padding_side_of(attention_mask: torch.Tensor) -> str:
     """'left' or 'right' from the mask itself; a batch without padding reports 'right'."""
     mask = attention_mask.bool()

@@ -219,6 +219,34 @@ def loss_weights(config: TrainConfig, experts) -> dict[str, float]:
     return weights
 
 
+def check_targets_made_in_training(config: TrainConfig, experts) -> None:
+    """A target taken from the model's own audio tower in the forward (``computed_in="forward"``) is the target of
+    the cached path only when the tower is the expert's (``encoder_source`` names the trained model) and frozen (no
+    LoRA in it): say which setting to change otherwise."""
+    for expert in experts:
+        names = [s.name for s in expert.specs() if s.computed_in == "forward"]
+        if not names:
+            continue
+        if config.lora.audio_target_modules and any("lora" in s.train for s in config.stages):
+            raise ValueError(f"expert {expert.name!r}: target(s) {names} are read from the model's audio tower during "
+                             "the forward, but lora.audio_target_modules trains that tower, so they would move with "
+                             f"training; cache them instead: experts[{expert.name}].params.encoder_from: extraction")
+        source = getattr(expert, "encoder_source", None)
+        if source is not None and not same_model(source, config.model.name_or_path):
+            raise ValueError(f"expert {expert.name!r}: target(s) {names} are read from the trained model's audio "
+                             f"tower during the forward, but encoder_source is {source!r}, not model.name_or_path "
+                             f"{config.model.name_or_path!r}; to distil another model's encoder, cache it: "
+                             f"experts[{expert.name}].params.encoder_from: extraction")
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model sources (local folders or hub ids) name the same model."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.exists() or pb.exists():
+        return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+    return a.strip("/") == b.strip("/")
+
+
 def build_model(config: TrainConfig, experts):
     """(CoATModel with heads and LoRA, processor)."""
     base, processor = load_model_and_processor(config.model)
@@ -437,14 +465,16 @@ class TrainingRecipe:
         if len(source) == 0:
             raise TrainingDataError(f"the training data ({source.description}) has no examples")
         self.experts = load_experts(config.targets, config.experts)
-        self.caches = target_caches(config.targets, source, self.experts)
+        check_targets_made_in_training(config, self.experts)
+        self.caches = target_caches(config.targets, source, self.experts, config.heads)
         self.source = leave_out_bad_audio(config, source, bad_audio(config, source, self.caches, self.state),
                                           self.state)
         set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
         self.model, self.processor = build_model(config, self.experts)
         broadcast_coat_parameters(self.model.coat_parameters())  # every process starts from rank 0's CoAT weights
         sampling_rate = self.processor.feature_extractor.sampling_rate
-        self.dataset = QADataset(self.source, config.data, sampling_rate, self.caches)
+        self.dataset = QADataset(self.source, config.data, sampling_rate, self.caches,
+                                 loader_experts=[e for e in self.experts if e.specs() != e.cached_specs()])
         self.collator = CoATCollator(self.processor, sampling_rate, heads=self.model.heads,
                                      weights=self.model.expert_weights)
         write_atomic(self.output_dir / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))

@@ -1,4 +1,5 @@
-"""`coat bench generation` and `coat bench training` at the tiny size: files, fields, exact forward-call counts.
+"""`coat bench generation` and `coat bench training` at the tiny size: files, fields, exact forward-call counts;
+`coat bench targets` on two cheap experts: its sizes and fidelity figures.
 
 Wall-clock figures are never asserted (shared CI machines); only that they and their ratios are positive numbers.
 """
@@ -13,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the top-level benchmarks/ folder
 
-from benchmarks import generation, training  # noqa: E402
+from benchmarks import generation, targets, training  # noqa: E402
 from coat import zoo  # noqa: E402
 
 
@@ -121,3 +122,21 @@ def test_training_tiny_with_memory_subprocesses(tmp_path):
     assert training.main(TINY_TRAINING + ["--out", str(tmp_path)]) == 0
     result = _check_training(tmp_path, memory=True)
     assert set(result["target_checks"]) == {"step_time_within_10pct", "peak_memory_within_5pct"}
+
+
+def test_targets_bench_sizes_speeds_and_fidelity(tmp_path, capsys):
+    """Log-mel costs no disk (made in the data loader) and gives the float32 values; a speech-activity cache is
+    smaller than its float32 copy and within float16 of it; the qwen2_audio set's total is the sum of its rows."""
+    assert targets.main(["experts=[reconstruction, speech_activity]", "num_clips=1", "repeats=1",
+                         f"out_dir={tmp_path}"]) == 0
+    assert "| reconstruction | 0.00 |" in capsys.readouterr().out
+    result = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["expert"]: r for r in result["results"]}
+    assert rows["reconstruction"]["made_in_training"] == ["logmel"] and rows["reconstruction"]["mb_per_hour"] == 0
+    assert rows["reconstruction"]["fidelity"]["logmel"]["max_abs_diff"] < 1e-4
+    vad = rows["speech_activity"]
+    assert 0 < vad["mb_per_hour"] < vad["float32_mb_per_hour"]
+    assert vad["fidelity"]["speech_activity"]["max_abs_diff"] <= 2 ** -11
+    assert all(_positive(r[k]) for r in rows.values() for k in ("batched_audio_s_per_s", "single_audio_s_per_s"))
+    total = result["config_set"]
+    assert total["measured"] == ["reconstruction"] and total["mb_per_hour"] == 0

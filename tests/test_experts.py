@@ -42,15 +42,18 @@ def noise_clips(seconds: list[float], seed: int = 0) -> list[np.ndarray]:
 
 
 def check_targets(expert, clips, out):
-    """Every declared target is present, float32, (spec.num_frames(length), dim) and valid for its kind."""
+    """Every target the cache keeps is present, float32, (spec.num_frames(length), width: dim, or 1 for peak
+    positions) and valid for its kind."""
     assert len(out) == len(clips)
     for clip, targets in zip(clips, out):
-        assert set(targets) == {s.name for s in expert.specs()}
-        for spec in expert.specs():
+        assert {s.name for s in expert.cached_specs()} <= set(targets)
+        for spec in expert.cached_specs():
             t = targets[spec.name]
-            assert t.dtype == np.float32 and t.shape == (spec.num_frames(len(clip)), spec.dim), spec.name
+            assert t.dtype == np.float32 and t.shape == (spec.num_frames(len(clip)), spec.width), spec.name
             assert np.isfinite(t).all()
-            if spec.kind == "distribution":
+            if spec.peak_std is not None:
+                assert ((t >= 0) & (t <= spec.dim - 1)).all()
+            elif spec.kind == "distribution":
                 np.testing.assert_allclose(t.sum(-1), 1.0, atol=1e-4)
                 assert (t >= 0).all()
             if spec.kind == "multilabel":
@@ -204,7 +207,27 @@ def test_pitch_raw_crepe_periodicity_is_low_in_silence(tones):
 
 def test_pitch_batched_equals_one_at_a_time(pitch_expert, tones):
     clips = [c for _, c in tones[:3]]
-    check_batched_equals_single(pitch_expert, clips, pitch_expert(*batch(clips)), atol=1e-5)
+    check_batched_equals_single(pitch_expert, clips, pitch_expert(*batch(clips)), atol=1e-4)
+
+
+def test_pitch_peak_is_crepes_own_decoding_of_its_posterior(pitch_expert, tones):
+    """The default target keeps CREPE's pitch (the local weighted average around its peak bin) where the "crepe"
+    target keeps the whole posterior; the two give the same Hz, and the rebuilt Gaussian peaks there too."""
+    from coat.targets import TargetSpec, peak_distribution
+
+    crepe = PitchExpert(model="tiny", target="crepe")
+    (peak_spec, _), (full_spec, _) = pitch_expert.specs(), crepe.specs()
+    assert (peak_spec.peak_std, peak_spec.width, full_spec.peak_std, full_spec.width) == (1.25, 1, None, 360)
+    assert isinstance(peak_spec, TargetSpec) and peak_spec.dim == full_spec.dim == 360
+    clip = tones[1][1]
+    peaks = pitch_expert(*batch([clip]))[0]["pitch"]
+    full = crepe(*batch([clip]))[0]["pitch"]
+    np.testing.assert_allclose(distribution_to_hz(peaks), distribution_to_hz(full), rtol=1e-5)
+    rebuilt = peak_distribution(torch.from_numpy(peaks[:, 0]), 360, peak_spec.peak_std).numpy()
+    np.testing.assert_allclose(rebuilt.sum(-1), 1.0, atol=1e-6)
+    inside = slice(35, 55)  # the tone (silence around it: CREPE's peak there may sit at the edge of its bins)
+    cents = np.abs(hz_to_cents(distribution_to_hz(rebuilt[inside])) - hz_to_cents(distribution_to_hz(peaks[inside])))
+    assert cents.max() < 0.1  # CREPE's decoding of the rebuilt Gaussian gives back its centre
 
 
 def test_distribution_to_hz_inverts_the_bin_layout():
@@ -214,6 +237,9 @@ def test_distribution_to_hz_inverts_the_bin_layout():
     dist[np.arange(3), [0, 100, 359]] = 1.0
     np.testing.assert_allclose(distribution_to_hz(dist), cents_to_hz(bin_cents()[[0, 100, 359]]))
     assert abs(float(distribution_to_hz(dist[1])) - 10 * 2 ** ((1997.3794084376191 + 2000) / 1200)) < 1e-6
+    # the cached form of the default pitch target, (frames, 1) bin positions, reads the same way
+    np.testing.assert_allclose(distribution_to_hz(np.array([[0.0], [100.0], [359.0]])),
+                               cents_to_hz(bin_cents()[[0, 100, 359]]))
 
 
 # --- transformers classifiers -----------------------------------------------------------------------------------
@@ -253,7 +279,7 @@ def test_phonetic_ctc_posteriors(tiny_phonetic_dir):
 
 # --- reconstruction ---------------------------------------------------------------------------------------------
 def test_reconstruction_logmel_shapes_and_batching():
-    expert = ReconstructionExpert()
+    expert = ReconstructionExpert(logmel_from="extraction")
     (spec,) = expert.specs()
     assert (spec.name, spec.frame_rate, spec.dim, spec.kind) == ("logmel", 100.0, 80, "regression")
     clips = noise_clips([1.0, 0.505, 0.01])
@@ -265,12 +291,29 @@ def test_reconstruction_logmel_shapes_and_batching():
     np.testing.assert_allclose(silent, np.log(1e-5), rtol=1e-6)
 
 
+def test_logmel_is_made_in_the_data_loader_with_the_values_extraction_gives():
+    loader, cached = ReconstructionExpert(), ReconstructionExpert(logmel_from="extraction")
+    assert [s.computed_in for s in loader.specs()] == ["loader"] and loader.cached_specs() == ()
+    assert cached.cached_specs() == cached.specs()
+    clips = noise_clips([1.0, 0.505])
+    for clip, expected in zip(clips, cached(*batch(clips))):
+        got = loader.loader_targets(clip, SR)
+        np.testing.assert_allclose(got["logmel"], expected["logmel"], atol=1e-5)
+        # audio at another rate is brought to the expert's first (the data loader holds the processor's rate)
+        from coat.data.sources import resample
+
+        at_8k = loader.loader_targets(resample(clip, SR, 8000), 8000)["logmel"]
+        assert at_8k.shape == expected["logmel"].shape
+    assert PitchExpert().loader_targets(clips[0], SR) == {}
+
+
 def test_reconstruction_lalm_encoder(tiny_lalm_dir):
     family, path = tiny_lalm_dir
-    expert = ReconstructionExpert(encoder_source=path)
+    expert = ReconstructionExpert(encoder_source=path, logmel_from="extraction", encoder_from="extraction")
     width = 32 if family == "qwen2_5_omni" else 16
     specs = {s.name: (s.frame_rate, s.dim, s.kind) for s in expert.specs()}
     assert specs == {"logmel": (100.0, 80, "regression"), "encoder": (25.0, width, "embedding")}
+    assert [s.computed_in for s in ReconstructionExpert(encoder_source=path).specs()] == ["loader", "forward"]
     clips = noise_clips([2.0, 0.77])
     out = expert(*batch(clips))
     check_targets(expert, clips, out)
@@ -282,7 +325,7 @@ def test_reconstruction_lalm_encoder(tiny_lalm_dir):
 def test_reconstruction_encoder_concatenates_30s_windows(tiny_lalm_dir):
     family, path = tiny_lalm_dir
     clips = noise_clips([31.0])
-    out = ReconstructionExpert(encoder_source=path)(*batch(clips))[0]
+    out = ReconstructionExpert(encoder_source=path, encoder_from="extraction")(*batch(clips))[0]
     width = 32 if family == "qwen2_5_omni" else 16
     assert out["encoder"].shape == (775, width) and out["logmel"].shape == (3100, 80)
 

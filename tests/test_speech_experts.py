@@ -269,8 +269,8 @@ def test_speech_experts_through_the_target_cache(tmp_path, speech_clips):
         assert run.computed == run.cached == len(examples)
         cache = TargetCache.open(run.path)
         direct = one(expert, speech_clips[2])
-        for name, value in cache["s2"].items():
-            np.testing.assert_allclose(value, direct[name], atol=1e-4, err_msg=name)
+        for name, value in cache["s2"].items():  # kept as float16 (issue 17): 11 significant bits
+            np.testing.assert_allclose(value, direct[name], rtol=2 ** -11, atol=1e-4, err_msg=name)
         resampled = cache["s8k"]
         assert all(resampled[s.name].shape[0] == s.num_frames(len(speech_clips[0])) for s in expert.specs())
     again = compute_targets(ExampleListSource(examples), experts, tmp_path / "cache", progress=False)

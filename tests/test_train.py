@@ -191,7 +191,8 @@ def test_a_custom_expert_from_imports_trains_and_coat_targets_computes_the_cache
     monkeypatch.syspath_prepend(str(tmp_path))
     manifest = _manifest(tmp_path, n=4)
     sections = [f"data.source.path={manifest}", "experts=[peak]", "targets.imports=[peak_expert]",
-                f"targets.cache_dir={tmp_path}/targets", "targets.checks.min_seconds=0.5"]
+                f"targets.cache_dir={tmp_path}/targets", "targets.checks.min_seconds=0.5",
+                "heads.num_frames=16"]  # the heads' frame count: a frame-level target keeps at most that many frames
     assert main(["targets", *sections, "progress=false"]) == 0
     config = _config(tmp_path, "data.synth=null", *sections, "targets.compute=false",
                      "stages=[{name: joint, train: [thinking, heads], max_steps: 2, learning_rate: 0.01}]",
@@ -366,17 +367,17 @@ def test_a_damaged_target_cache_is_computed_again_by_a_run_that_computes_targets
 
     manifest = _manifest(tmp_path, n=3)
     config = _config(tmp_path, "data.synth=null", f"data.source={{path: {manifest}}}",
-                     "experts=[{name: reconstruction}]")
+                     "experts=[{name: reconstruction, params: {logmel_from: extraction}}]")
     source, experts = training_source(config), load_experts(config.targets, config.experts)
-    (cache,) = target_caches(config.targets, source, experts)
+    (cache,) = target_caches(config.targets, source, experts, config.heads)
     shutil.rmtree(cache.path / "data")  # deleted by hand (or a disk cleanup): never reported as reused
-    (again,) = target_caches(config.targets, source, experts)
+    (again,) = target_caches(config.targets, source, experts, config.heads)
     assert "is damaged (data/ is missing); computing it again" in capsys.readouterr().out
     assert again.ids() == source.ids()
     shutil.rmtree(again.path / "data")
     config.targets.compute = False
     with pytest.raises(FileNotFoundError, match=r"is damaged: data/ is missing.*Run `coat targets` with the same"):
-        target_caches(config.targets, source, experts)
+        target_caches(config.targets, source, experts, config.heads)
 
 
 def test_the_newest_complete_checkpoint_is_chosen(load_tiny, tmp_path):

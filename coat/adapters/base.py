@@ -18,6 +18,11 @@ def _language_model_layers(model: nn.Module) -> nn.ModuleList:
     return model.model.language_model.layers
 
 
+def _audio_tower(model: nn.Module) -> nn.Module:
+    """``model.model.audio_tower``: the audio encoder of every transformers v5 audio-LM family here."""
+    return model.model.audio_tower
+
+
 def _audio_tower_layers(model: nn.Module) -> nn.ModuleList:
     """``model.model.audio_tower.layers``: the Whisper-style encoder layers of every family here."""
     return model.model.audio_tower.layers
@@ -35,6 +40,7 @@ class Adapter:
     decoder_layers: the wrapped module -> its decoder layers (for ``thinking_layer`` and LoRA).
     lora_target_modules: default LoRA targets inside the language model.
     audio_layers: the wrapped module -> its audio encoder's layers (for LoRA in the audio encoder, opt-in).
+    audio_tower: the wrapped module -> its audio encoder (targets taken from its output in the forward).
     check_inputs: optional ``(wrapped_module, input_ids, attention_mask, kwargs) -> None`` that raises on
         inputs the base model would silently get wrong (for models whose own forward does not check).
     """
@@ -46,6 +52,7 @@ class Adapter:
     decoder_layers: Callable[[nn.Module], nn.ModuleList] = _language_model_layers
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     audio_layers: Callable[[nn.Module], nn.ModuleList] = _audio_tower_layers
+    audio_tower: Callable[[nn.Module], nn.Module] = _audio_tower
     check_inputs: Callable | None = None
 
 

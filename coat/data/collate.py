@@ -1,7 +1,9 @@
 """From (audio, question, answer) examples to model inputs: the family's processor and chat template, labels
-on the answer only, and each example's cached expert targets.
+on the answer only, and each example's expert targets (cached ones, and those made from the waveform here, in the
+data loader: log-mel).
 
-    dataset = QADataset(source, DataConfig(...), sampling_rate=16000, caches=[pitch_cache, logmel_cache])
+    dataset = QADataset(source, DataConfig(...), sampling_rate=16000, caches=[pitch_cache],
+                        loader_experts=[reconstruction_expert])
     collator = CoATCollator(processor)
     batch = collator([dataset[0], dataset[1]])   # input_ids, attention_mask, input_features, ..., labels,
                                                   # expert_targets (target name -> one array per example)
@@ -26,12 +28,18 @@ class QADataset(torch.utils.data.Dataset):
     fields read as the :class:`~coat.data.config.DataConfig` ``data`` says.
 
     ``caches``: :class:`~coat.experts.cache.TargetCache` objects whose targets are attached per example; every
-    example must be in every cache (checked up front: the error names the missing ids).
+    example must be in every cache (checked up front: the error names the missing ids). A peak target (pitch)
+    comes as its ``(frames, 1)`` peak positions, rebuilt into its distribution on the heads' frames by the collator.
+    ``loader_experts``: experts (:class:`~coat.experts.base.Expert`) whose ``loader_targets(audio, sampling_rate)``
+    make targets from each example's waveform here, in the data loader, instead of a cache (log-mel: cheaper to
+    compute than to read back).
     """
 
-    def __init__(self, source, data: DataConfig, sampling_rate: int, caches: Sequence = ()):
+    def __init__(self, source, data: DataConfig, sampling_rate: int, caches: Sequence = (),
+                 loader_experts: Sequence = ()):
         self.source, self.data, self.sampling_rate = source, data, sampling_rate
         self.caches = list(caches)
+        self.loader_experts = list(loader_experts)
         if data.answer_column is None:
             raise ValueError("training needs answers: data.answer_column is null")
         ids = source.ids()
@@ -54,7 +62,9 @@ class QADataset(torch.utils.data.Dataset):
         prompt, answer = self.data.texts(example.metadata)
         targets = {}
         for cache in self.caches:
-            targets.update(cache[example.id])
+            targets.update(cache.targets(example.id, peaks=True))
+        for expert in self.loader_experts:
+            targets.update(expert.loader_targets(example.audio, self.sampling_rate))
         return {"id": example.id, "audio": example.audio, "prompt": prompt, "answer": answer, "targets": targets}
 
 
@@ -168,10 +178,14 @@ class CoATCollator:
         answer = mask.bool() & (from_end <= torch.tensor(n_answer)[:, None])
         batch["labels"] = torch.where(answer, batch["input_ids"], torch.full_like(batch["input_ids"], IGNORE_INDEX))
         names = sorted({name for ex in examples for name in ex.get("targets", {})})
-        if names:
+        from_forward = self.specs is not None and not text_only and any(
+            s.computed_in == "forward" and self.weights.get(n, 1.0) != 0 for n, s in self.specs.items())
+        if names or from_forward:
             targets = {n: [ex["targets"].get(n) for ex in examples] for n in names}
             if self.specs is not None:
-                targets = prepare_active_targets(targets, self.specs, self.head_config, self.weights)
+                # the seconds each audio holds: a target made in the forward gets the frames a cached one would
+                seconds = [len(ex["audio"]) / self.sampling_rate for ex in examples] if not text_only else None
+                targets = prepare_active_targets(targets, self.specs, self.head_config, self.weights, seconds)
             batch["expert_targets"] = targets
         return batch
 

@@ -7,11 +7,13 @@ analysis code: ``speech_activity`` (Silero VAD), ``speaker`` (Resemblyzer), ``eg
 ``examples/custom_expert.py``. Each expert imports its heavy libraries only when it loads.
 
 Target names (dim; frames/s; kind) of the built-ins, all at 16 kHz:
-``pitch`` (360; 100; distribution, weighted by ``voicing``), ``voicing`` (1; 100; regression),
+``pitch`` (360; 100; distribution, weighted by ``voicing``; cached as CREPE's pitch per frame and rebuilt as a
+Gaussian at batch time), ``voicing`` (1; 100; regression),
 ``emotion`` (classes; clip; distribution), ``emotion_frames`` (classes; 1 / hop_s = 2; distribution),
 ``sound_event`` (classes, 527 for AudioSet; clip; multilabel), ``sound_event_frames`` (classes; 2; multilabel),
-``phonetic`` (CTC vocab; 50 for wav2vec2; distribution), ``logmel`` (80; 100; regression),
-``encoder`` (LALM audio-encoder width; 25; embedding), ``speech_activity`` (1; 31.25; multilabel),
+``phonetic`` (CTC vocab; 50 for wav2vec2; distribution), ``logmel`` (80; 100; regression; made in the data
+loader), ``encoder`` (LALM audio-encoder width; 25; embedding; taken in the forward from the frozen audio tower),
+``speech_activity`` (1; 31.25; multilabel),
 ``speaker`` (256; clip; embedding), ``egemaps`` (10; 100; regression), ``egemaps_voiced`` (15; 100; regression,
 weighted by ``egemaps_voicing``), ``egemaps_voicing`` (1; 100; multilabel), ``formants`` (3, Bark; 100; regression,
 weighted by ``formant_voicing``), ``formant_voicing`` (1; 100; multilabel).

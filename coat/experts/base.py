@@ -3,6 +3,10 @@
 An expert declares one or more :class:`~coat.targets.TargetSpec` (what it produces, at which rate, of which kind,
 and thereby which loss trains a head on it), and maps a batch of mono waveforms at its own sample rate to one array
 per target and example. Heavy libraries are imported inside ``load()``, never at module level.
+
+Where each target is made is part of its spec (``computed_in``): ``extraction`` targets go through :meth:`compute`
+into the target cache, stored as the expert's :attr:`Expert.storage` says (coat/experts/storage.py); ``loader``
+targets come from :meth:`loader_targets` in the data loader; ``forward`` targets from the wrapped model's audio tower.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from coat.experts.storage import StorageConfig
 from coat.targets import TARGET_KINDS, TargetSpec
 
 __all__ = ["TARGET_KINDS", "Expert", "ExpertConfig", "TargetSpec", "available_experts", "build_expert",
@@ -25,7 +30,11 @@ class Expert(ABC):
 
     Subclasses set ``name`` (the registry key), ``sample_rate``, implement :meth:`specs`, :meth:`load`
     and :meth:`compute`, and list in :meth:`params` everything that changes their output (checkpoint,
-    model size, window, ...): it goes into the cache fingerprint.
+    model size, window, ...): it goes into the cache fingerprint. An expert with targets made in the data loader
+    (``computed_in="loader"``) implements :meth:`loader_targets` too.
+
+    ``storage``: how the cache keeps this expert's targets (:class:`~coat.experts.storage.StorageConfig`; set from
+    ``experts[i].storage`` by :func:`build_experts`).
     """
 
     name: str = ""
@@ -34,6 +43,7 @@ class Expert(ABC):
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
         self._loaded = False
+        self.storage = StorageConfig()
 
     @abstractmethod
     def specs(self) -> tuple[TargetSpec, ...]:
@@ -48,18 +58,34 @@ class Expert(ABC):
 
     @abstractmethod
     def compute(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, np.ndarray]]:
-        """Targets for a batch.
+        """Targets for a batch: every target of :meth:`cached_specs` (others may be left out).
 
         waveforms: (batch, samples) float32 mono audio at ``sample_rate``, zero-padded on the right.
         lengths: (batch,) number of valid samples per example.
-        Returns one dict per example: target name -> float32 array (frames, dim), where frames is
-        ``spec.num_frames(length)`` (1 for clip-level targets).
+        Returns one dict per example: target name -> float32 array (frames, spec.width): frames is
+        ``spec.num_frames(length)`` (1 for clip-level targets), width is ``dim`` (1 for a ``peak_std`` target:
+        its peak positions in class units).
         """
 
-    def __call__(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, np.ndarray]]:
+    def cached_specs(self) -> tuple[TargetSpec, ...]:
+        """The targets made offline into the target cache (``computed_in == "extraction"``)."""
+        return tuple(s for s in self.specs() if s.computed_in == "extraction")
+
+    def loader_targets(self, audio: np.ndarray, sampling_rate: int) -> dict[str, np.ndarray]:
+        """The targets made in the data loader (``computed_in == "loader"``) for one clip: ``(samples,)`` float32
+        mono at ``sampling_rate`` -> target name -> ``(frames, dim)`` float32, the same values :meth:`compute` would
+        give for it. Experts without such targets give nothing."""
+        if any(s.computed_in == "loader" for s in self.specs()):
+            raise NotImplementedError(f"expert {self.name!r} declares data-loader targets but no loader_targets()")
+        return {}
+
+    def _ensure_loaded(self) -> None:
         if not self._loaded:
             self.load()
             self._loaded = True
+
+    def __call__(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        self._ensure_loaded()
         with torch.inference_mode():
             return self.compute(waveforms.to(self.device), lengths)
 
@@ -78,6 +104,7 @@ class Expert(ABC):
             "sample_rate": self.sample_rate,
             "params": self.params(),
             "specs": [s.to_dict() for s in self.specs()],
+            "storage": self.storage.to_dict(),
         }
 
 
@@ -117,6 +144,8 @@ class ExpertConfig:
     weight: float = field(default=1.0, metadata={"help": "training loss weight of each of its targets (0 = off)"})
     target_weights: dict[str, float] = field(default_factory=dict,
                                              metadata={"help": "training: per-target weight overrides"})
+    storage: StorageConfig = field(default_factory=StorageConfig, metadata={
+        "help": "how the target cache keeps its targets: dtype, top_k, frame_rate (coat/experts/storage.py)"})
 
     def __post_init__(self):
         if not self.name:
@@ -130,4 +159,7 @@ class ExpertConfig:
 def build_experts(configs: list[ExpertConfig | str]) -> list[Expert]:
     """Build every configured expert (a bare name means default parameters)."""
     configs = [ExpertConfig(name=c) if isinstance(c, str) else c for c in configs]
-    return [build_expert(c.name, **c.params) for c in configs]
+    experts = [build_expert(c.name, **c.params) for c in configs]
+    for config, expert in zip(configs, experts):
+        expert.storage = config.storage
+    return experts

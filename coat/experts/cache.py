@@ -5,14 +5,24 @@ check it (bad audio is reported, never fatal), resample it to each expert's rate
 experts; under ``accelerate launch`` every process takes one shard and the main process merges.
 
 Reading side, here, :class:`TargetCache`: ``TargetCache.open(dir, expert=...)`` -> ``specs``, ``ids()``,
-``id in cache``, ``cache[id] -> {target name: (frames, dim) float32}``; a missing id raises
-:class:`MissingTargetsError` (a ``KeyError``) naming the ids and, where known, why they are missing (the bad-audio
-report).
+``id in cache``, ``cache[id] -> {target name: (frames, dim) float32}`` (top-k targets dense again, a ``peak_std``
+target's distribution rebuilt; ``cache.targets(id, peaks=True)`` leaves a peak target as its ``(frames, 1)`` peak
+positions, what the collator resamples before rebuilding); a missing id raises :class:`MissingTargetsError` (a
+``KeyError``) naming the ids and, where known, why they are missing (the bad-audio report). Only the targets made
+offline (``computed_in="extraction"``) are cached: log-mel and the LALM-encoder target are made during training.
+
+What each target costs on disk (format 2, coat/experts/storage.py, for every kind): peak targets (pitch) as
+uint16 peak positions, distribution and multilabel targets of more than ``2 * top_k`` classes as their ``top_k``
+(default 16) largest values per frame (uint16 index + float16 value), everything else as float16; frame-level targets
+keep at most the heads' ``num_frames`` frames per clip (the values those heads read). CREPE pitch + voicing costs
+under 2 MB per audio hour this way (format 1 kept the 360-bin float32 distribution at 100 frames/s: 525 MB/h).
+A cache of format 1 is refused with the command that recomputes it (:class:`OldCacheFormatError`), never misread.
 
 Fingerprint (one cache folder per expert and fingerprint): a hash of the cache format version, the expert's
-``fingerprint_params()`` (expert, class, sample rate, checkpoint and parameters, target specs), the audio checks,
-the resampler (both from the ``targets:`` section, :class:`coat.experts.config.TargetsConfig`, so ``coat targets``
-and ``coat train`` compute and open the same folder), and the audio: every example id with its source's
+``fingerprint_params()`` (expert, class, sample rate, checkpoint and parameters, target specs, storage), the heads'
+frame count when targets are kept on the heads' frames, the audio checks, the resampler (both from the
+``targets:`` section, :class:`coat.experts.config.TargetsConfig`, so ``coat targets`` and ``coat train`` compute
+and open the same folder), and the audio: every example id with its source's
 ``audio_key``. That key is a content hash of the audio (blake2b of the samples or encoded bytes) for datasets and
 in-memory examples, and the file's path, size and mtime for audio folders and JSONL manifests (hashing every file up
 front would mean reading the whole corpus before starting). A changed parameter or changed audio gives a new
@@ -21,14 +31,17 @@ folder; the same inputs reuse the old one without computing anything.
 On-disk layout::
 
     <cache_dir>/<expert>-<fingerprint[:16]>/
-        cache.json          written last, atomically: a folder without it is unfinished. Holds the full
-                            fingerprint, the expert's fingerprint params, the target specs, the source
-                            description, counts, bad-audio reasons and ``data_files``: the size and xxh3-128
-                            checksum of every file of ``data/``.
+        cache.json          written last, atomically: a folder without it is unfinished. Holds the format
+                            (2), the full fingerprint, the expert's fingerprint params, the cached target specs,
+                            ``storage_config`` and ``grid`` (how they are stored), ``storage`` (per target: its
+                            stored form and what storing lost: ``max_abs_error``, for top-k ``max_tail`` and
+                            ``mean_tail``), the source description, counts, bad-audio reasons and ``data_files``:
+                            the size and xxh3-128 checksum of every file of ``data/``.
         data/               the merged targets, a ``datasets`` dataset (``save_to_disk``) in source order:
-                            ``id`` (string), ``num_samples`` (int64, at the expert's rate), and per target a
-                            column ``Array2D(shape=(None, dim), float32)``: (frames, dim); clip-level targets have
-                            one frame.
+                            ``id`` (string), ``num_samples`` (int64, at the expert's rate), and per target the
+                            flat list columns of its stored form (coat/experts/storage.py): ``<name>`` (float16
+                            values or uint16 peak positions) or ``<name>.index`` + ``<name>.value`` (top-k);
+                            clip-level targets have one frame.
         report.jsonl        one line per bad example: {"id", "reason", "detail"}; reasons: unreadable, empty,
                             nonfinite, silent, too_short, too_long, nonfinite_target.
         parts/              only while unfinished: one folder per batch and process, ``r<rank>-<uuid>/`` with
@@ -62,13 +75,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from coat.data.checks import AudioChecks
 from coat.data.sources import AudioSource
 from coat.experts.base import Expert
-from coat.targets import TargetSpec
+from coat.experts.storage import StorageConfig, TargetCodec, from_stored_frames, grid_key
+from coat.targets import FrameGrid, TargetSpec, peak_distribution
 
-CACHE_FORMAT = 1
+# 1: float32 (frames, dim) arrays at the expert's frame rate; 2: stored forms per kind (coat/experts/storage.py)
+CACHE_FORMAT = 2
 
 
 _RECOMPUTE = "run `coat targets` again (or train with targets.compute=true): it computes damaged caches again"
@@ -76,6 +92,17 @@ _RECOMPUTE = "run `coat targets` again (or train with targets.compute=true): it 
 
 class DamagedCacheError(ValueError):
     """A target cache whose files no longer match what was written (truncated, deleted, overwritten)."""
+
+
+class OldCacheFormatError(ValueError):
+    """A target cache written in another format than this coat reads: recompute it, never misread it."""
+
+    def __init__(self, path: Path, found: Any):
+        super().__init__(
+            f"target cache {path} is in format {found} (float32 arrays of every expert frame, as coat wrote before "
+            f"format {CACHE_FORMAT}); this coat reads format {CACHE_FORMAT} only, and would misread it. Recompute it: "
+            "`coat targets <config.yaml>` with the data, experts and targets sections of your run (or `coat train "
+            "<config.yaml> targets.compute=true`). It goes to a new folder; this one can then be deleted")
 
 
 class MissingTargetsError(KeyError):
@@ -110,9 +137,21 @@ def expert_fingerprint(expert: Expert) -> str:
     return _hash(expert.fingerprint_params())
 
 
-def cache_fingerprint(expert: Expert, audio_fp: str, checks: AudioChecks, res_type: str) -> str:
+def cache_fingerprint(expert: Expert, audio_fp: str, checks: AudioChecks, res_type: str,
+                      grid: FrameGrid | None = None) -> str:
+    """The fingerprint of ``expert``'s cache; ``grid``: the heads' frames the cache keeps its targets on (only
+    their ``num_frames`` counts, and only when a target is kept on them: coat/experts/storage.py)."""
     return _hash({"format": CACHE_FORMAT, "expert": expert.fingerprint_params(), "audio": audio_fp,
-                  "checks": asdict(checks), "resample": res_type})
+                  "checks": asdict(checks), "resample": res_type,
+                  "grid": grid_key(expert.cached_specs(), expert.storage, grid)})
+
+
+def cache_format(path: Path) -> Any:
+    """The format a finished cache at ``path`` declares (1 for caches that predate the field), or None."""
+    try:
+        return json.loads((path / "cache.json").read_text()).get("format", 1)
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
 
 
 def cache_path(cache_dir: str | os.PathLike, expert: Expert, fingerprint: str) -> Path:
@@ -182,7 +221,8 @@ def cache_problem(path: Path, info: dict[str, Any] | None = None, full: bool = F
 
 
 class TargetCache:
-    """A finished target cache of one expert. ``cache[id]`` -> {target name: (frames, dim) float32 array}."""
+    """A finished target cache of one expert. ``cache[id]`` -> {target name: (frames, dim) float32 array}; frames
+    are the stored ones (at most the heads' ``num_frames`` when kept on their grid)."""
 
     def __init__(self, path: str | os.PathLike, verify: str = "size"):
         """``verify``: ``"size"`` checks that the files ``cache.json`` records are there with their sizes (cheap,
@@ -198,11 +238,17 @@ class TargetCache:
             self.info: dict[str, Any] = json.loads(info_file.read_text())
         except (ValueError, UnicodeDecodeError) as err:
             raise DamagedCacheError(f"{self.path} is damaged: cache.json unreadable ({err}); {_RECOMPUTE}") from None
+        if not isinstance(self.info, dict):
+            raise DamagedCacheError(f"{self.path} is damaged: cache.json is not a record; {_RECOMPUTE}")
+        if self.info.get("format", 1) != CACHE_FORMAT:
+            raise OldCacheFormatError(self.path, self.info.get("format", 1))
         problem = cache_problem(self.path, self.info, full=verify == "full")
         if problem is not None:
             raise DamagedCacheError(f"target cache {self.path} is damaged: {problem}; {_RECOMPUTE}")
         self.expert: str = self.info["expert"]
         self.specs: tuple[TargetSpec, ...] = tuple(TargetSpec(**s) for s in self.info["specs"])
+        self.storage = StorageConfig(**self.info["storage_config"])
+        self._codecs = [TargetCodec(spec, self.storage) for spec in self.specs]
         if self.info.get("num_cached", 1) == 0:  # every example was bad audio: a valid, empty cache
             self._data = None
             self._ids: list[str] = []
@@ -239,6 +285,10 @@ class TargetCache:
                                     "root, pass expert=")
         name = expert if isinstance(expert, str) else expert.name
         found = sorted(p for p in path.glob(f"{name}-*") if (p / "cache.json").is_file())
+        old = [p for p in found if cache_format(p) != CACHE_FORMAT]
+        found = [p for p in found if p not in old]
+        if old and not found:  # only caches this coat cannot read: say so, with the command that recomputes them
+            raise OldCacheFormatError(old[0], cache_format(old[0]))
         want = {}
         if not isinstance(expert, str):
             want["expert_fingerprint"] = expert_fingerprint(expert)
@@ -286,13 +336,30 @@ class TargetCache:
                                   f"{self.path}: {shown}{more}{why}", missing)
 
     def __getitem__(self, id_: str) -> dict[str, np.ndarray]:
+        return self.targets(id_)
+
+    def targets(self, id_: str, peaks: bool = False) -> dict[str, np.ndarray]:
+        """Example ``id_``'s targets: name -> ``(frames, dim)`` float32 (top-k dense again, rows of a distribution
+        summing to 1). ``peaks``: a ``peak_std`` target as its ``(frames, 1)`` peak positions, as stored (the
+        collator resamples those and rebuilds the distribution on the heads' frames); else its rebuilt
+        distribution. Frames kept at a fixed ``storage.frame_rate`` come back on the expert's own frame rate."""
         self.require([id_])
         row = self._data[self._index[id_]]
-        out = {s.name: np.asarray(row[s.name], dtype=np.float32).reshape(-1, s.dim) for s in self.specs}
-        for name, value in out.items():
+        out = {}
+        for codec in self._codecs:
+            spec = codec.spec
+            try:
+                value = codec.decode(row)
+            except (ValueError, KeyError) as err:  # a row whose lists do not fit its target's shape: damage
+                raise DamagedCacheError(f"target cache {self.path} is damaged: example {id_!r}, target "
+                                        f"{spec.name!r}: {err}; {_RECOMPUTE}") from None
             if not np.isfinite(value).all():  # extraction never caches NaN/inf (nonfinite_target): damage
                 raise DamagedCacheError(f"target cache {self.path} is damaged: example {id_!r} has NaN/inf values "
-                                        f"in target {name!r}; {_RECOMPUTE}")
+                                        f"in target {spec.name!r}; {_RECOMPUTE}")
+            value = from_stored_frames(value, spec, self.storage, int(row["num_samples"]))
+            if spec.peak_std is not None and not peaks:
+                value = peak_distribution(torch.from_numpy(value[:, 0]), spec.dim, spec.peak_std).float().numpy()
+            out[spec.name] = value
         return out
 
     def num_samples(self, id_: str) -> int:

@@ -46,8 +46,9 @@ from coat.experts.cache import (
     folder_records,
     records_problem,
 )
+from coat.experts.storage import TargetCodec, grid_key, stored_frames, to_stored_frames
 from coat.files import write_atomic
-from coat.targets import TargetSpec
+from coat.targets import FrameGrid
 
 
 @dataclass
@@ -62,6 +63,7 @@ class CacheRun:
     computed: int = 0
     reused: bool = False
     bad: dict[str, int] = field(default_factory=dict)
+    lossy: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         bad = sum(self.bad.values())
@@ -70,19 +72,40 @@ class CacheRun:
         line = f"targets {self.expert}: {self.cached}/{self.num_examples} examples cached in {self.path} ({how})"
         if bad:
             line += f"; {bad} bad ({reasons}), see {self.path / 'report.jsonl'}"
+        for note in self.lossy:
+            line += f"\nwarning: {note}"
         return line
+
+
+# a top-k target whose frames leave out more than this on average (probability mass, or a label's value) is not
+# "a negligible tail": the run says so, with the setting that keeps more
+TAIL_WARNING = 0.01
+
+
+def lossy_targets(expert: str, summary: dict[str, dict[str, Any]]) -> list[str]:
+    """Warnings for the top-k targets of a cache's storage summary whose tail is not negligible."""
+    notes = []
+    for name, figures in summary.items():
+        if figures.get("form") == "top-k" and figures.get("mean_tail", 0.0) > TAIL_WARNING:
+            notes.append(f"target {name!r} keeps the top {figures['top_k']} classes per frame and leaves out "
+                         f"{figures['mean_tail']:.3f} per frame on average (at most {figures['max_tail']:.3f}); "
+                         f"to keep more set experts[{expert}].storage.top_k higher, or null for every class")
+    return notes
 
 
 @dataclass
 class _Pending:
     """A cache still to compute: its expert and folder, the ids its complete parts hold, what its ``cache.json``
-    will record, and what was found damaged (a finished cache or parts whose bytes changed after writing)."""
+    will record, and what was found damaged (a finished cache or parts whose bytes changed after writing);
+    ``codecs``: how each cached target is stored, ``grid``: the heads' frames the cache is made for."""
 
     expert: Expert
     path: Path
     done: set[str]
     info: dict[str, Any]
     damaged: list[tuple[Path, str]]
+    codecs: list[TargetCodec] = field(default_factory=list)
+    grid: FrameGrid | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -121,12 +144,12 @@ def pad_batch(clips: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 # parts (one per batch, process and expert) and the merge
 
 
-def _features(specs: Sequence[TargetSpec]):
+def _features(codecs: Sequence[TargetCodec]):
     import datasets
 
     cols = {"id": datasets.Value("string"), "num_samples": datasets.Value("int64")}
-    for spec in specs:
-        cols[spec.name] = datasets.Array2D(shape=(None, spec.dim), dtype="float32")
+    for codec in codecs:
+        cols.update(codec.features())
     return datasets.Features(cols)
 
 
@@ -168,18 +191,18 @@ def _read_parts(path: Path, damaged: list | None = None) -> list[tuple[Path, dic
     return out
 
 
-def _write_part(path: Path, rank: int, specs: Sequence[TargetSpec], rows: list[dict[str, Any]],
-                bad: list[dict[str, str]]) -> None:
+def _write_part(path: Path, rank: int, codecs: Sequence[TargetCodec], rows: list[dict[str, Any]],
+                bad: list[dict[str, str]], stats: dict[str, dict[str, float]]) -> None:
     """One batch's targets and bad examples, appearing atomically as ``parts/r<rank>-<uuid>``, with the size and
-    checksum of its targets so that a damaged part is found and computed again."""
+    checksum of its targets so that a damaged part is found and computed again, and what storing them lost."""
     from datasets.arrow_writer import ArrowWriter
 
     name = f"r{rank:03d}-{uuid.uuid4().hex[:12]}"
     tmp = path / "parts" / f".tmp-{name}"
     tmp.mkdir(parents=True)
-    meta: dict[str, Any] = {"ids": [r["id"] for r in rows], "bad": bad, "rank": rank}
+    meta: dict[str, Any] = {"ids": [r["id"] for r in rows], "bad": bad, "rank": rank, "storage": stats}
     if rows:
-        writer = ArrowWriter(features=_features(specs), path=str(tmp / "targets.arrow"))
+        writer = ArrowWriter(features=_features(codecs), path=str(tmp / "targets.arrow"))
         writer.write_batch({key: [r[key] for r in rows] for key in rows[0]})
         writer.finalize()
         writer.close()
@@ -188,20 +211,43 @@ def _write_part(path: Path, rank: int, specs: Sequence[TargetSpec], rows: list[d
     os.replace(tmp, path / "parts" / name)
 
 
-def merge_cache(path: Path, source: AudioSource, expert: Expert, info: dict[str, Any]) -> CacheRun:
+def _merge_stats(total: dict[str, dict[str, float]], part: dict[str, dict[str, float]]) -> None:
+    """Add one part's storage figures (coat/experts/storage.py, ``TargetCodec.encode``) into ``total``."""
+    for name, figures in part.items():
+        into = total.setdefault(name, {})
+        for key, value in figures.items():
+            into[key] = max(into.get(key, 0.0), value) if key.startswith("max") else into.get(key, 0.0) + value
+
+
+def storage_summary(codecs: Sequence[TargetCodec], stats: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Per cached target: its stored form and what storing it lost over the whole cache (``max_abs_error``;
+    for top-k, ``max_tail`` and ``mean_tail``: the probability mass or the largest value left out per frame)."""
+    out = {}
+    for codec in codecs:
+        figures = dict(stats.get(codec.spec.name, {}))
+        frames = figures.pop("frames", 0)
+        if "sum_tail" in figures:
+            figures["mean_tail"] = figures.pop("sum_tail") / max(frames, 1)
+        out[codec.spec.name] = {**codec.describe(), **figures, "frames": int(frames)}
+    return out
+
+
+def merge_cache(path: Path, source: AudioSource, expert: Expert, info: dict[str, Any],
+                codecs: Sequence[TargetCodec]) -> CacheRun:
     """Concatenate all parts into ``data/`` (source order, each id once), write the report and cache.json."""
     import datasets
 
     order = {id_: i for i, id_ in enumerate(source.ids())}
-    tables, bad, seen, by_rank = [], {}, set(), Counter()
+    tables, bad, seen, by_rank, stats = [], {}, set(), Counter(), {}
     for part, meta in _read_parts(path):
         by_rank[f"process {meta['rank']}"] += len(meta["ids"]) + len(meta["bad"])
         for record in meta["bad"]:
             bad.setdefault(record["id"], record)
+        _merge_stats(stats, meta.get("storage", {}))
         if meta["ids"]:
             tables.append(datasets.Dataset.from_file(str(part / "targets.arrow")))
     merged = datasets.concatenate_datasets(tables) if tables else datasets.Dataset.from_dict(
-        {k: [] for k in _features(expert.specs())}, features=_features(expert.specs()))
+        {k: [] for k in _features(codecs)}, features=_features(codecs))
     keep = []
     ids_col = [str(i) for i in merged["id"]]
     for row, id_ in enumerate(ids_col):
@@ -231,13 +277,15 @@ def merge_cache(path: Path, source: AudioSource, expert: Expert, info: dict[str,
     records = sorted(bad.values(), key=lambda r: order[r["id"]])
     write_atomic(path / "report.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     reasons = dict(Counter(r["reason"] for r in records))
+    storage = storage_summary(codecs, stats)
     info = {**info, "num_examples": len(order), "num_cached": len(seen), "num_bad": len(records),
-            "data_files": data_files,
+            "data_files": data_files, "storage": storage,
             "bad_reasons": reasons, "examples_by_process": dict(sorted(by_rank.items())),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_atomic(path / "cache.json", json.dumps(info, indent=2, default=str))
     shutil.rmtree(path / "parts", ignore_errors=True)
-    return CacheRun(expert.name, path, info["fingerprint"], len(order), cached=len(seen), bad=reasons)
+    return CacheRun(expert.name, path, info["fingerprint"], len(order), cached=len(seen), bad=reasons,
+                    lossy=lossy_targets(expert.name, storage))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -265,6 +313,7 @@ def compute_targets(
     res_type: str = "soxr_hq",
     num_workers: int = 2,
     progress: bool = True,
+    grid: FrameGrid | None = None,
 ) -> dict[str, CacheRun]:
     """Compute (or resume, or reuse) one target cache per expert for every example of ``source``.
 
@@ -272,7 +321,12 @@ def compute_targets(
     batch_seconds: budget of padded audio seconds per batch; max_batch_size caps the clips per batch.
     checks: bad-audio thresholds (:class:`AudioChecks`); bad examples are reported, not cached.
     res_type: librosa resampler. num_workers: threads decoding the next batch while the experts run.
-    Returns expert name -> :class:`CacheRun`; the counts are complete on the main process.
+    grid: the heads' frames the caches are made for (a :class:`coat.heads.HeadConfig`; its ``num_frames`` and
+        ``max_duration``): frame-level targets keep no more frames than those heads read (coat/experts/storage.py);
+        None keeps every expert frame.
+    Only targets made offline (``computed_in="extraction"``) are cached; an expert with none has no cache.
+    Returns expert name -> :class:`CacheRun` for the experts with a cache; the counts are complete on the main
+    process.
     """
     if not experts:
         raise ValueError("compute_targets needs at least one expert")
@@ -282,27 +336,33 @@ def compute_targets(
     checks = checks or AudioChecks()
     state = process_state(device)
     device = torch.device(device) if device is not None else state.device
-    runs, pending = plan_caches(source, experts, cache_dir, checks, res_type)
+    cached = [e for e in experts if e.cached_specs()]
+    runs, pending = plan_caches(source, cached, cache_dir, checks, res_type, grid) if cached else ({}, [])
     if pending:
         _clean_up(pending, state)
         extract_targets(source, pending, runs, state, device, checks, res_type, batch_seconds, max_batch_size,
                         num_workers, progress)
         merge_caches(source, pending, runs, state)
     if state.is_main_process:
-        for run in runs.values():
-            print(run.summary())
+        for expert in experts:
+            if expert.name in runs:
+                print(runs[expert.name].summary())
+            else:
+                where = ", ".join(f"{s.name} in the {'data loader' if s.computed_in == 'loader' else 'forward'}"
+                                  for s in expert.specs())
+                print(f"targets {expert.name}: nothing to cache (made during training: {where})")
     return runs
 
 
 def plan_caches(source: AudioSource, experts: Sequence[Expert], cache_dir: str | os.PathLike, checks: AudioChecks,
-                res_type: str) -> tuple[dict[str, CacheRun], list[_Pending]]:
+                res_type: str, grid: FrameGrid | None = None) -> tuple[dict[str, CacheRun], list[_Pending]]:
     """A :class:`CacheRun` per expert, and the caches still to compute. A finished cache is reused only when every
     byte of it checks out; a damaged one is listed as damaged and computed again."""
     audio_fp = audio_fingerprint(source)
     runs: dict[str, CacheRun] = {}
     pending: list[_Pending] = []
     for expert in experts:
-        fp = cache_fingerprint(expert, audio_fp, checks, res_type)
+        fp = cache_fingerprint(expert, audio_fp, checks, res_type, grid)
         path = cache_path(cache_dir, expert, fp)
         run = CacheRun(expert.name, path, fp, len(source))
         runs[expert.name] = run
@@ -317,12 +377,15 @@ def plan_caches(source: AudioSource, experts: Sequence[Expert], cache_dir: str |
         (path / "parts").mkdir(parents=True, exist_ok=True)
         parts = _read_parts(path, damaged)
         done = {id_ for _, meta in parts for id_ in meta["ids"] + [b["id"] for b in meta["bad"]]}
+        specs = expert.cached_specs()
         info = {"format": CACHE_FORMAT, "fingerprint": fp, "expert": expert.name,
                 "expert_fingerprint": expert_fingerprint(expert), "expert_params": expert.fingerprint_params(),
-                "specs": [s.to_dict() for s in expert.specs()], "audio_fingerprint": audio_fp,
+                "specs": [s.to_dict() for s in specs], "storage_config": expert.storage.to_dict(),
+                "grid": grid_key(specs, expert.storage, grid), "audio_fingerprint": audio_fp,
                 "audio_key": source.audio_key_kind, "source": source.description, "checks": asdict(checks),
                 "resample": res_type}
-        pending.append(_Pending(expert, path, done, info, damaged))
+        codecs = [TargetCodec(spec, expert.storage) for spec in specs]
+        pending.append(_Pending(expert, path, done, info, damaged, codecs, grid))
     return runs, pending
 
 
@@ -380,9 +443,9 @@ def extract_targets(source: AudioSource, pending: list[_Pending], runs: dict[str
                 need = [j for j, i in enumerate(batch) if ids[i] not in cache.done]
                 if not need:
                     continue
-                rows, bad = _run_expert(cache.expert, [batch[j] for j in need], [decoded[j] for j in need], ids,
-                                        res_type)
-                _write_part(cache.path, rank, cache.expert.specs(), rows, bad)
+                rows, bad, stats = _run_expert(cache, [batch[j] for j in need], [decoded[j] for j in need], ids,
+                                               res_type)
+                _write_part(cache.path, rank, cache.codecs, rows, bad, stats)
                 runs[cache.expert.name].computed += len(rows)
             seconds_done += sum(len(a) / sr for a, sr, _ in decoded if a is not None and sr)
             bar.update(len(batch))
@@ -396,9 +459,9 @@ def merge_caches(source: AudioSource, pending: list[_Pending], runs: dict[str, C
     state.wait_for_everyone()
     if state.is_main_process:
         for cache in pending:
-            merged = merge_cache(cache.path, source, cache.expert, cache.info)
+            merged = merge_cache(cache.path, source, cache.expert, cache.info, cache.codecs)
             run = runs[cache.expert.name]
-            run.cached, run.bad = merged.cached, merged.bad
+            run.cached, run.bad, run.lossy = merged.cached, merged.bad, merged.lossy
     # the counts of the other processes' work: every process computed its share, the main one reports all
     computed = torch.tensor([runs[c.expert.name].computed for c in pending], dtype=torch.long)
     if state.num_processes > 1:
@@ -410,8 +473,10 @@ def merge_caches(source: AudioSource, pending: list[_Pending], runs: dict[str, C
     state.wait_for_everyone()
 
 
-def _run_expert(expert: Expert, indices: list[int], decoded: list[tuple], ids: list[str], res_type: str):
-    """Rows (id, num_samples, targets) for the good examples of one batch and the bad-example records."""
+def _run_expert(cache: _Pending, indices: list[int], decoded: list[tuple], ids: list[str], res_type: str):
+    """Rows (id, num_samples, stored targets) for the good examples of one batch, the bad-example records, and what
+    storing the targets lost (per target, for ``cache.json``)."""
+    expert = cache.expert
     bad, good, clips = [], [], []
     for i, (audio, sr, problem) in zip(indices, decoded):
         if problem is not None:
@@ -419,29 +484,41 @@ def _run_expert(expert: Expert, indices: list[int], decoded: list[tuple], ids: l
             continue
         good.append(i)
         clips.append(resample(audio, sr, expert.sample_rate, res_type))
-    rows = []
+    rows: list[dict[str, Any]] = []
+    stats: dict[str, dict[str, float]] = {}
     if not clips:
-        return rows, bad
+        return rows, bad, stats
     waveforms, lengths = pad_batch(clips)
     try:
         out = expert(waveforms, lengths)
     except Exception as err:
         raise RuntimeError(f"expert {expert.name!r} failed on a batch of {len(clips)} clips "
                            f"(ids {[ids[i] for i in good][:5]}...): {err}") from err
-    specs = expert.specs()
     for i, clip, targets in zip(good, clips, out):
-        row: dict[str, Any] = {"id": ids[i], "num_samples": len(clip)}
-        for spec in specs:
+        arrays = {}
+        for codec in cache.codecs:
+            spec = codec.spec
             if spec.name not in targets:
                 raise RuntimeError(f"expert {expert.name!r} returned no target {spec.name!r}")
             t = np.asarray(targets[spec.name], dtype=np.float32)
-            expected = (spec.num_frames(len(clip)), spec.dim)
+            expected = (spec.num_frames(len(clip)), spec.width)
             if t.shape != expected:
                 raise RuntimeError(f"expert {expert.name!r}, target {spec.name!r}, example {ids[i]!r}: shape "
-                                   f"{t.shape}, expected (frames, dim) = {expected}")
-            row[spec.name] = t
-        if not all(np.isfinite(row[s.name]).all() for s in specs):
+                                   f"{t.shape}, expected (frames, {'1: peak positions' if spec.peak_std else 'dim'})"
+                                   f" = {expected}")
+            arrays[spec.name] = t
+        if not all(np.isfinite(t).all() for t in arrays.values()):
             bad.append({"id": ids[i], "reason": "nonfinite_target", "detail": f"expert {expert.name} gave NaN/inf"})
             continue
+        row: dict[str, Any] = {"id": ids[i], "num_samples": len(clip)}
+        for codec in cache.codecs:
+            kept = to_stored_frames(arrays[codec.spec.name],
+                                    stored_frames(codec.spec, expert.storage, cache.grid, len(clip)))
+            try:
+                columns, figures = codec.encode(kept)
+            except ValueError as err:
+                raise RuntimeError(f"expert {expert.name!r}, example {ids[i]!r}: {err}") from None
+            row.update(columns)
+            _merge_stats(stats, {codec.spec.name: figures})
         rows.append(row)
-    return rows, bad
+    return rows, bad, stats

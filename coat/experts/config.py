@@ -10,16 +10,27 @@ and open the same cache folder: its fingerprint covers the expert, the audio, ``
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from coat.config_io import ConfigError
 from coat.data.checks import AudioChecks
 from coat.data.sources import AudioSource
 from coat.errors import SourceNotFoundError
 from coat.experts.base import Expert, ExpertConfig, build_experts
-from coat.experts.cache import TargetCache, audio_fingerprint, cache_fingerprint, cache_path
+from coat.experts.cache import (
+    CACHE_FORMAT,
+    OldCacheFormatError,
+    TargetCache,
+    audio_fingerprint,
+    cache_fingerprint,
+    cache_format,
+    cache_path,
+)
 from coat.experts.compute import CacheRun, compute_targets
+from coat.targets import FrameGrid
 
 
 @dataclass
@@ -63,35 +74,52 @@ def load_experts(targets: TargetsConfig, experts: Sequence[ExpertConfig | str]) 
         raise ConfigError(str(err)) from err
 
 
-def compute_caches(targets: TargetsConfig, source: AudioSource, experts: Sequence[Expert],
+def compute_caches(targets: TargetsConfig, source: AudioSource, experts: Sequence[Expert], grid: FrameGrid | None,
                    progress: bool = True) -> dict[str, CacheRun]:
-    """:func:`~coat.experts.compute.compute_targets` with the section's settings: computes, resumes or reuses."""
+    """:func:`~coat.experts.compute.compute_targets` with the section's settings: computes, resumes or reuses.
+    ``grid``: the heads the caches are for (``heads:`` section; coat/experts/storage.py)."""
     return compute_targets(source, experts, targets.cache_dir, device=targets.device,
                            batch_seconds=targets.batch_seconds, max_batch_size=targets.max_batch_size,
                            checks=targets.checks, res_type=targets.resample, num_workers=targets.num_workers,
-                           progress=progress)
+                           progress=progress, grid=grid)
 
 
-def target_caches(targets: TargetsConfig, source: AudioSource, experts: Sequence[Expert]) -> list[TargetCache]:
-    """The target cache of every expert for exactly this audio and these settings (computed first when
-    ``targets.compute``); a missing or damaged one is an error that says how to get it."""
+def target_caches(targets: TargetsConfig, source: AudioSource, experts: Sequence[Expert],
+                  grid: FrameGrid | None) -> list[TargetCache]:
+    """The target cache of every expert with targets made offline, for exactly this audio, these settings and the
+    heads' frame ``grid`` (computed first when ``targets.compute``); a missing, damaged or old-format one is an
+    error that says how to get it. Experts whose targets are all made during training have no cache."""
+    experts = [e for e in experts if e.cached_specs()]
     if targets.compute and experts:
-        compute_caches(targets, source, experts)
+        compute_caches(targets, source, experts, grid)
     audio_fp = audio_fingerprint(source) if experts else None  # once, not once per expert
     # just computed or checked byte for byte when targets.compute is set; else checked in full here, once per run
     verify = "size" if targets.compute else "full"
     caches = []
     for expert in experts:
         path = cache_path(targets.cache_dir, expert,
-                          cache_fingerprint(expert, audio_fp, targets.checks, targets.resample))
+                          cache_fingerprint(expert, audio_fp, targets.checks, targets.resample, grid))
         try:
             if not path.is_dir():
+                _refuse_old_caches(targets.cache_dir, expert, audio_fp)
                 raise FileNotFoundError(f"none at {path}")
             caches.append(TargetCache(path, verify))
         except (FileNotFoundError, ValueError) as err:
-            advice = "" if targets.compute else (". Run `coat targets` with the same data, experts and targets "
-                                                 "sections first, or set targets.compute=true")
+            advice = "" if targets.compute else (". Run `coat targets` with the same data, experts, targets and "
+                                                 "heads sections first (the heads' num_frames decides the frames a "
+                                                 "cache keeps), or set targets.compute=true")
             raise SourceNotFoundError(
                 f"no target cache of expert {expert.name!r} for this data under {targets.cache_dir!r} ({err})"
                 f"{advice}") from err
     return caches
+
+
+def _refuse_old_caches(cache_dir: str, expert: Expert, audio_fp: str) -> None:
+    """Raise :class:`OldCacheFormatError` when the only caches of ``expert`` for this audio are of an older format:
+    the user has targets, but in a form this coat cannot read, and is told how to recompute them."""
+    for path in sorted(Path(cache_dir).glob(f"{expert.name}-*")):
+        found = cache_format(path)
+        if found is not None and found != CACHE_FORMAT:
+            info = json.loads((path / "cache.json").read_text())
+            if info.get("audio_fingerprint") == audio_fp:
+                raise OldCacheFormatError(path, found)

@@ -35,7 +35,8 @@ import torch
 
 from coat import extras
 from coat.experts.base import Expert, TargetSpec
-from coat.experts.framing import fit_frames, pad_to_min
+from coat.experts.framing import pad_to_min
+from coat.targets import fit_frames
 
 WHAT = "the eGeMAPS expert"
 FEATURE_SET = "eGeMAPSv02"

@@ -1,24 +1,9 @@
-"""Small helpers that put model outputs onto an expert's target timeline."""
+"""Small helpers that cut a clip into the windows an expert analyses (fit_frames, which puts model frames on a
+target timeline, is in coat/targets.py: the forward uses it too)."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-
-
-def fit_frames(frames: torch.Tensor | np.ndarray, num_frames: int) -> np.ndarray:
-    """Crop or extend ``(frames, dim)`` to exactly ``num_frames`` rows, as float32.
-
-    A model's own frame count differs from ``TargetSpec.num_frames`` by a frame or two at the edges (conv
-    receptive fields, centring); extra frames are cropped and missing ones repeat the last frame.
-    """
-    if isinstance(frames, torch.Tensor):
-        frames = frames.detach().float().cpu().numpy()
-    frames = np.asarray(frames, dtype=np.float32)
-    if frames.shape[0] >= num_frames:
-        return np.ascontiguousarray(frames[:num_frames])
-    pad = np.repeat(frames[-1:], num_frames - frames.shape[0], axis=0)
-    return np.concatenate([frames, pad], axis=0)
 
 
 def pad_to_min(audio: np.ndarray, min_samples: int) -> np.ndarray:

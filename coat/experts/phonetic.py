@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from coat.experts.base import Expert, TargetSpec
-from coat.experts.framing import fit_frames, pad_to_min
+from coat.experts.framing import pad_to_min
 from coat.experts.loading import check_architecture, load_pretrained
+from coat.targets import fit_frames
 
 DEFAULT_PHONETIC_MODEL = "facebook/wav2vec2-lv-60-espeak-cv-ft"
 MIN_SAMPLES = 1600

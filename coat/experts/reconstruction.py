@@ -5,6 +5,13 @@ Needs no weights by default: ``logmel`` is the log-mel spectrogram of the clip (
 so the thinking positions learn to carry what the model already heard. Supported LALM families: Qwen2-Audio
 (``model.audio_tower``), Qwen2.5-Omni (``model.thinker.audio_tower``, loaded as the Thinker alone) and Audio
 Flamingo 3 (``model.audio_tower``).
+
+Neither needs the target cache by default (``TargetSpec.computed_in``): log-mel is a deterministic function of the
+waveform that costs less to compute in the data loader (:meth:`ReconstructionExpert.loader_targets`) than to read
+back (``logmel_from="loader"``), and the encoder output is what the wrapped model computes in every forward anyway,
+so the forward takes it from there while that tower is frozen (``encoder_from="forward"``; ``encoder_source`` must
+then name the trained model, and ``coat train`` says so otherwise). ``"extraction"`` caches either one instead: the
+encoder of another model, or of a tower that trains (LoRA in the audio encoder), must be cached.
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ import numpy as np
 import torch
 
 from coat.experts.base import Expert, TargetSpec
-from coat.experts.framing import fit_frames
 from coat.experts.loading import ModelSourceError, load_pretrained
+from coat.targets import fit_frames
 
 # model_type -> (transformers class name, attribute paths where its audio encoder may live; the first that
 # exists wins: transformers 5 moved the towers of some families under ``.model``)
@@ -52,6 +59,10 @@ class ReconstructionExpert(Expert):
     encoder_frame_rate: frames per second of that encoder output (25 for all three supported families:
         Whisper-style 100 Hz mels, conv stride 2, average-pool 2).
     encoder_dtype: dtype the LALM is loaded in (``"float32"``, ``"bfloat16"``, ...).
+    logmel_from: ``"loader"`` (computed from the waveform in the data loader, never cached) or ``"extraction"``
+        (cached).
+    encoder_from: ``"forward"`` (taken from the trained model's frozen audio tower in the forward, never cached) or
+        ``"extraction"`` (cached: the encoder of another model, or of a tower that trains).
     """
 
     name = "reconstruction"
@@ -69,11 +80,17 @@ class ReconstructionExpert(Expert):
         encoder_source: str | None = None,
         encoder_frame_rate: float = 25.0,
         encoder_dtype: str = "float32",
+        logmel_from: str = "loader",
+        encoder_from: str = "forward",
         device: str | torch.device = "cpu",
     ):
         super().__init__(device)
         if win_length > n_fft:
             raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
+        if logmel_from not in ("loader", "extraction") or encoder_from not in ("forward", "extraction"):
+            raise ValueError(f"reconstruction: logmel_from must be 'loader' or 'extraction' (got {logmel_from!r}) and "
+                             f"encoder_from 'forward' or 'extraction' (got {encoder_from!r})")
+        self.logmel_from, self.encoder_from = logmel_from, encoder_from
         self.sample_rate = sample_rate
         self.n_mels, self.n_fft, self.win_length, self.hop_length = n_mels, n_fft, win_length, hop_length
         self.f_min, self.f_max, self.log_floor = f_min, f_max if f_max is not None else sample_rate / 2, log_floor
@@ -82,15 +99,17 @@ class ReconstructionExpert(Expert):
         self.encoder_dtype = encoder_dtype
         self._encoder_dim: int | None = None
         self._encoder = None
+        self._cpu_filters: tuple[torch.Tensor, torch.Tensor] | None = None
         self._feature_extractor = None
         self._model_type: str | None = None
 
     # -- spec ---------------------------------------------------------------------------------------------
     def specs(self) -> tuple[TargetSpec, ...]:
-        specs = [TargetSpec("logmel", self.sample_rate, self.sample_rate / self.hop_length, self.n_mels, "regression")]
+        specs = [TargetSpec("logmel", self.sample_rate, self.sample_rate / self.hop_length, self.n_mels, "regression",
+                            computed_in=self.logmel_from)]
         if self.encoder_source is not None:
             specs.append(TargetSpec("encoder", self.sample_rate, self.encoder_frame_rate, self._encoder_width(),
-                                    "embedding"))
+                                    "embedding", computed_in=self.encoder_from))
         return tuple(specs)
 
     def params(self) -> dict[str, Any]:
@@ -99,7 +118,7 @@ class ReconstructionExpert(Expert):
             "f_min": self.f_min, "f_max": self.f_max, "log_floor": self.log_floor, "window": "hann",
             "encoder_source": self.encoder_source, "encoder_frame_rate": self.encoder_frame_rate,
             "encoder_dtype": self.encoder_dtype if self.encoder_source else None,
-        }
+        }  # where each target is made is in its spec (computed_in), which the fingerprint covers too
 
     def _encoder_config(self):
         from transformers import AutoConfig
@@ -123,16 +142,19 @@ class ReconstructionExpert(Expert):
         return self._encoder_dim
 
     # -- loading ------------------------------------------------------------------------------------------
-    def load(self) -> None:
+    def _mel_filters(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mel filterbank ``(freqs, mels)`` and the analysis window, on ``device``."""
         import torchaudio
 
         fbanks = torchaudio.functional.melscale_fbanks(
             self.n_fft // 2 + 1, self.f_min, self.f_max, self.n_mels, self.sample_rate, norm="slaney",
             mel_scale="slaney",
-        )  # (freqs, mels)
-        self._fbanks = fbanks.to(self.device)
-        self._window = torch.hann_window(self.win_length, device=self.device)
-        if self.encoder_source is not None:
+        )
+        return fbanks.to(device), torch.hann_window(self.win_length, device=device)
+
+    def load(self) -> None:
+        self._fbanks, self._window = self._mel_filters(self.device)
+        if self.encoder_source is not None and self.encoder_from == "extraction":
             if self._encoder is None:
                 self._load_encoder()
             else:  # after .to(device): move the loaded encoder rather than reading the LALM again
@@ -154,27 +176,52 @@ class ReconstructionExpert(Expert):
                                                   "LALM feature extractor", required_file=None)
 
     # -- compute ------------------------------------------------------------------------------------------
-    def log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def log_mel(self, waveforms: torch.Tensor, filters: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
         """(batch, samples) -> (batch, frames, n_mels), frame i centred on sample i * hop_length.
 
         Zero ("constant") centre padding, so a clip padded on the right inside a batch gets exactly the
-        frames it gets alone.
+        frames it gets alone. ``filters``: (filterbank, window) to use instead of the loaded ones.
         """
-        spec = torch.stft(waveforms.float(), self.n_fft, self.hop_length, self.win_length, self._window,
+        fbanks, window = filters or (self._fbanks, self._window)
+        spec = torch.stft(waveforms.float(), self.n_fft, self.hop_length, self.win_length, window,
                           center=True, pad_mode="constant", return_complex=True)
         power = spec.abs().pow(2)  # (batch, freqs, frames)
-        mel = torch.einsum("bft,fm->btm", power, self._fbanks)
+        mel = torch.einsum("bft,fm->btm", power, fbanks)
         return mel.clamp_min(self.log_floor).log()
 
     def compute(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        """Every target (the cache keeps those with ``computed_in="extraction"``); the encoder only when it is
+        cached: in the forward the trained model gives it."""
         specs = {s.name: s for s in self.specs()}
-        logmel = self.log_mel(waveforms)
+        if waveforms.device.type == "cpu":  # each clip alone: on the CPU a padded batch only adds the padding's work
+            logmel = [self.log_mel(waveforms[b : b + 1, : int(n)])[0] for b, n in enumerate(lengths)]
+        else:
+            logmel = self.log_mel(waveforms)
         out = [{"logmel": fit_frames(logmel[b], specs["logmel"].num_frames(int(n)))} for b, n in enumerate(lengths)]
-        if self.encoder_source is not None:
+        if self.encoder_source is not None and self.encoder_from == "extraction":
             encoded = self.encode(waveforms, lengths)
             for b, n in enumerate(lengths):
                 out[b]["encoder"] = fit_frames(encoded[b], specs["encoder"].num_frames(int(n)))
         return out
+
+    def loader_targets(self, audio: np.ndarray, sampling_rate: int) -> dict[str, np.ndarray]:
+        """``logmel`` of one clip in the data loader (when ``logmel_from="loader"``): the values :meth:`compute`
+        gives for it, from the same code. ``audio``: ``(samples,)`` float32 at ``sampling_rate`` (resampled to the
+        expert's rate with soxr_hq, the cache's default resampler, when they differ)."""
+        if self.logmel_from != "loader":
+            return {}
+        from coat.data.sources import resample
+
+        # on the CPU, whatever device the expert runs on elsewhere: data-loader workers hold no GPU context, and
+        # nothing else (no LALM encoder) is loaded for it
+        if self._cpu_filters is None:
+            self._cpu_filters = self._mel_filters(torch.device("cpu"))
+        clip = resample(np.asarray(audio, dtype=np.float32), sampling_rate, self.sample_rate)
+        with torch.inference_mode():
+            logmel = self.log_mel(torch.from_numpy(clip)[None], self._cpu_filters)[0]
+        spec = next(s for s in self.specs() if s.name == "logmel")
+        return {"logmel": fit_frames(logmel, spec.num_frames(len(clip)))}
 
     def encode(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """The LALM audio encoder's output per example, ``(frames, dim)``.
