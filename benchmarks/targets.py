@@ -23,7 +23,7 @@ The experts that need checkpoints (``emotion``, ``sound_event``, ``phonetic``) r
 their real classes, with the output widths of the checkpoints the configs name (4 emotions, 527 AudioSet tags, a
 392-symbol CTC vocabulary; built offline here) and output layers shaped like trained ones (see
 :func:`standin_checkpoints`): their MB per hour are the real ones, their speeds those of a tiny model.
-Writes ``results.json`` and ``results.md`` to ``out_dir`` and prints the tables.
+Writes ``targets.json`` and ``targets.md`` to ``out`` and prints the tables.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class BenchTargetsConfig:
         "help": "peak memory of coat targets over a memory-mapped dataset of this many 0.5 s clips, each (e.g. "
                 "[1000, 10000]); empty: not measured"})
     rss_expert: str = field(default="speech_activity", metadata={"help": "the expert of the peak-memory runs"})
-    out_dir: str = field(default="runs/bench/targets", metadata={"help": "where results go"})
+    out: str = field(default="runs/bench/targets", metadata={"help": "folder for targets.json / .md"})
 
     def __post_init__(self):
         if self.num_clips < 1 or self.repeats < 1 or self.heads_num_frames < 1:
@@ -468,7 +468,7 @@ def run(config: BenchTargetsConfig) -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     env = {"device": str(device), "device_name": name,
            "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version()}
-    out = Path(config.out_dir)
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     clips, what = speech_clips(config.num_clips)
     rows, skipped = [], {}
@@ -489,11 +489,11 @@ def run(config: BenchTargetsConfig) -> dict[str, Any]:
             result["rss"] = peak_rss(config.rss_clips, config.rss_expert, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    write_atomic(out / "results.json", json.dumps(result, indent=2))
+    write_atomic(out / "targets.json", json.dumps(result, indent=2))
     table = results_tables(result)
-    write_atomic(out / "results.md", table + "\n")
+    write_atomic(out / "targets.md", table + "\n")
     print(table)
-    print(f"written to {out / 'results.json'} and {out / 'results.md'}")
+    print(f"written to {out / 'targets.json'} and {out / 'targets.md'}")
     return result
 
 
@@ -502,7 +502,7 @@ def bench(config: BenchTargetsConfig) -> None:
     seconds per second batched and one clip at a time, and the fidelity of what the heads receive from the stored
     cache against float32 (max abs difference, mean KL; pitch: median cents against the float32 cache and pYIN), on
     real speech; the sum for a config's expert set, and peak memory over N short clips (rss_clips).
-    Writes results.json and results.md to out_dir and prints the tables.
+    Writes targets.json and targets.md to out and prints the tables.
 
     Examples:
         coat bench targets

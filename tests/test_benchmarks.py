@@ -128,9 +128,9 @@ def test_targets_bench_sizes_speeds_and_fidelity(tmp_path, capsys):
     """Log-mel costs no disk (made in the data loader) and gives the float32 values; a speech-activity cache is
     smaller than its float32 copy and within float16 of it; the qwen2_audio set's total is the sum of its rows."""
     assert targets.main(["experts=[reconstruction, speech_activity]", "num_clips=1", "repeats=1",
-                         f"out_dir={tmp_path}"]) == 0
+                         f"out={tmp_path}"]) == 0
     assert "| reconstruction | 0.00 |" in capsys.readouterr().out
-    result = json.loads((tmp_path / "results.json").read_text())
+    result = json.loads((tmp_path / "targets.json").read_text())
     rows = {r["expert"]: r for r in result["results"]}
     assert rows["reconstruction"]["made_in_training"] == ["logmel"] and rows["reconstruction"]["mb_per_hour"] == 0
     assert rows["reconstruction"]["fidelity"]["logmel"]["max_abs_diff"] < 1e-4
