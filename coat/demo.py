@@ -35,12 +35,14 @@ import contextlib
 import copy
 import dataclasses
 import json
-import math
+import multiprocessing
 import os
 import re
+import resource
 import shutil
 import tempfile
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,19 +54,12 @@ from coat.config import CoATConfig
 from coat.data.config import DataConfig
 from coat.data.sources import SourceConfig
 from coat.data.synth import GENERATOR_VERSION, SynthConfig
+from coat.demo_report import VARIANTS, demo_markdown, per_category_text, plot, summarize
 from coat.experts.base import ExpertConfig
 from coat.files import atomic_dir, config_digest, write_atomic
 from coat.heads import HeadConfig
-from coat.reports import figure, markdown_table
-from coat.smoke import quick_demo_note
 from coat.training import LoraSettings
 
-VARIANTS = ("no_thinking", "thinking", "coat")
-VARIANT_HELP = {
-    "no_thinking": "no thinking block (LoRA only)",
-    "thinking": "thinking block, no experts (pause-style)",
-    "coat": "CoAT: thinking + expert heads",
-}
 CAPTION_PROMPT = "Describe the audio."
 
 
@@ -170,7 +165,10 @@ class DemoConfig:
                                       metadata={"help": "the budget every variant gets"})
     eval_batch_size: int = field(default=50, metadata={"help": "prompts per generate() call in evaluation"})
     max_new_tokens: int = field(default=8, metadata={"help": "answer tokens generated per question (greedy)"})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads (fixed, for reproducible sums)"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads per process (fixed, for reproducible sums)"})
+    workers: int = field(default=2, metadata={
+        "help": "processes that train and evaluate the variants side by side (one per CPU core; each job seeds "
+                "everything, so the table is the same for any number); 1: one after another in this process"})
     quick: bool = field(default=False, metadata={
         "help": "a smoke run of about 20 s: quick_overrides apply (under the command line's keys); its scores mean "
                 "nothing and its report says so"})
@@ -182,6 +180,8 @@ class DemoConfig:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.eval_split not in ("validation", "test"):
             raise ValueError(f"eval_split must be validation or test, got {self.eval_split!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.num_thinking < 1:
             raise ValueError("num_thinking must be >= 1 (the thinking variants need a block)")
         if self.data.synth is None or self.data.source is not None:
@@ -205,9 +205,11 @@ def load_demo_config(path: str | os.PathLike | None = None, overrides: list[str]
 
 # ------------------------------------------------------------------------------------------------- small model
 def demo_words() -> list[str]:
+    """The small model's vocabulary: the tone and spoken categories' words and the caption prompt's."""
+    from coat.data.speech_categories import speech_words
     from coat.data.synth import synth_words
 
-    return [*synth_words(), *CAPTION_PROMPT.split()]
+    return list(dict.fromkeys([*synth_words(), *speech_words(), *CAPTION_PROMPT.split()]))
 
 
 def build_small_model(processor, config: SmallModelConfig):
@@ -230,9 +232,16 @@ def _caption(text: str, vocab) -> str:
 
 def event_caption(example: dict) -> str:
     """What a generic audio captioner (AudioCaps-style) says about a synth clip: the kind of sound, its timbre and
-    the vowel sung (speech content), but not the acoustic detail the QA asks about (which note, pitch direction,
-    loudness change, how many beeps)."""
+    the vowel sung or the words spoken (speech content), but not the acoustic detail the QA asks about (which note,
+    pitch direction, loudness change, how many beeps; for speech: high or low voice, fast or slow, which voice,
+    rising or falling, how many words)."""
     category = example["category"]
+    if category.startswith("speech_"):
+        if category == "speech_word":
+            return example["caption"]  # the word said, as the vowel sung
+        if category == "speech_voice":
+            return "two voices speaking"
+        return "a voice speaking"
     if category == "note":
         return f"a {example['timbre']} {example['envelope']} tone"
     if category == "contour":
@@ -428,173 +437,102 @@ def run_demo(config: DemoConfig, log=print) -> dict:
         return _run_demo(config, log)
 
 
-def _run_demo(config: DemoConfig, log) -> dict:
+def _train_variant(config: DemoConfig, variant: str, model_dir: Path, seed: int, output_dir: Path) -> dict:
+    """One variant's training (a worker's job): its adapter folder, wall and CPU seconds."""
     from coat.training import run_training
 
-    start = time.time()
+    with _demo_settings(config.threads):
+        t0, c0 = time.time(), time.process_time()
+        result = run_training(train_config(config, variant, model_dir, seed, output_dir))
+        return {"adapter": str(result.adapter), "seconds": time.time() - t0, "cpu": time.process_time() - c0}
+
+
+def _evaluate_seed(config: DemoConfig, model_dir: Path, adapters: dict[str, Path], output_dir: Path) -> dict:
+    """One seed's evaluation of its three adapters (a worker's job): the metrics, wall and CPU seconds."""
+    with _demo_settings(config.threads):
+        t0, c0 = time.time(), time.process_time()
+        metrics = evaluate(config, model_dir, adapters, output_dir)
+        return {"metrics": metrics, "seconds": time.time() - t0, "cpu": time.process_time() - c0}
+
+
+class _HerePool:
+    """``workers=1``: each job runs in this process when submitted (its error raises there)."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+@contextlib.contextmanager
+def _pool(workers: int):
+    """Where the variants train and evaluate: ``workers`` spawned processes (each job seeds everything it draws,
+    so the table does not depend on which process runs it or when), or this process for 1."""
+    if workers == 1:
+        yield _HerePool()
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def _train_and_evaluate(config: DemoConfig, model_dir: Path, out: Path, log) -> list[dict]:
+    """Every seed's three variants, then each seed's evaluation as soon as its variants are trained."""
+    seeds = [config.seed + offset for offset in range(config.seeds)]
+    for seed in seeds:
+        shutil.rmtree(out / f"seed-{seed}", ignore_errors=True)  # run_training resumes finished stages: start clean
+    runs = []
+    with _pool(config.workers) as pool:
+        trained = {(seed, variant): pool.submit(_train_variant, config, variant, model_dir, seed,
+                                                out / f"seed-{seed}" / variant)
+                   for seed in seeds for variant in VARIANTS}
+        evaluations = {}
+        for seed in seeds:
+            jobs = {variant: trained[seed, variant].result() for variant in VARIANTS}
+            for variant, job in jobs.items():
+                log(f"seed {seed}: trained {variant} in {job['seconds']:.0f} s (CPU {job['cpu']:.0f} s)")
+            adapters = {variant: Path(job["adapter"]) for variant, job in jobs.items()}
+            evaluations[seed] = pool.submit(_evaluate_seed, config, model_dir, adapters, out / f"seed-{seed}" / "eval")
+            runs.append({"seed": seed, "seconds": {v: j["seconds"] for v, j in jobs.items()},
+                         "cpu_seconds": {v: j["cpu"] for v, j in jobs.items()}})
+        for run in runs:
+            done = evaluations[run["seed"]].result()
+            run["metrics"] = done["metrics"]
+            run["seconds"]["eval"], run["cpu_seconds"]["eval"] = done["seconds"], done["cpu"]
+            log(per_category_text(done["metrics"], config.data.synth.categories, f"seed {run['seed']}"))
+    return runs
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished child processes (the workers)."""
+    here, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return here.ru_utime + here.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _run_demo(config: DemoConfig, log) -> dict:
+    start, cpu_start = time.time(), _cpu_seconds()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_dir = pretrained_model(config, log)
+    # wall seconds, and CPU seconds (user + system, all threads; the workers' own added): on a shared machine the
+    # wall time says how busy it was, the CPU time what the demo costs
     timings = {"pretrain_and_load": time.time() - start}
-    t0 = time.time()
+    cpu = {"pretrain_and_load": _cpu_seconds() - cpu_start}
+    t0, c0 = time.time(), time.process_time()
     expert_targets(train_config(config, "coat", model_dir, config.seed, out / "unused"), log)
-    timings["targets"] = time.time() - t0
-    runs = []
-    for offset in range(config.seeds):
-        seed = config.seed + offset
-        seed_dir = out / f"seed-{seed}"
-        shutil.rmtree(seed_dir, ignore_errors=True)  # run_training resumes finished stages: start clean
-        adapters, seconds = {}, {}
-        for variant in VARIANTS:
-            t0 = time.time()
-            result = run_training(train_config(config, variant, model_dir, seed, seed_dir / variant))
-            adapters[variant] = Path(result.adapter)
-            seconds[variant] = time.time() - t0
-            log(f"seed {seed}: trained {variant} in {seconds[variant]:.0f} s")
-        t0 = time.time()
-        metrics = evaluate(config, model_dir, adapters, seed_dir / "eval")
-        seconds["eval"] = time.time() - t0
-        runs.append({"seed": seed, "metrics": metrics, "seconds": seconds})
-        log(per_category_text(metrics, config.data.synth.categories, f"seed {seed}"))
+    timings["targets"], cpu["targets"] = time.time() - t0, time.process_time() - c0
+    t0 = time.time()
+    runs = _train_and_evaluate(config, model_dir, out, log)
+    timings["variants_and_eval"] = time.time() - t0
+    cpu["variants"] = sum(run["cpu_seconds"][v] for run in runs for v in VARIANTS)
+    cpu["eval"] = sum(run["cpu_seconds"]["eval"] for run in runs)
     shutil.rmtree(out / "adapter", ignore_errors=True)
     shutil.copytree(out / f"seed-{config.seed}" / "coat" / "adapter", out / "adapter")
     timings["total"] = time.time() - start
+    cpu["total"] = _cpu_seconds() - cpu_start  # with the workers' start-up (imports), which no job counts
     report = summarize(runs, config.data.synth.categories)
-    report.update(config=asdict(config), model_dir=str(model_dir), runs=runs, timings=timings,
+    report.update(config=asdict(config), model_dir=str(model_dir), runs=runs, timings=timings, cpu_seconds=cpu,
                   split=config.eval_split, quick=config.quick)
     write_atomic(out / "demo.json", json.dumps(report, indent=2, default=str) + "\n")
     write_atomic(out / "demo.md", demo_markdown(report))
     plot(report, out / "demo.png")
     return report
-
-
-# ------------------------------------------------------------------------------------------------- report
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std
-
-
-# two scores per question: the generated answer (parsed) and the likelihood pick (formatting cannot decide it)
-SCORES = {"accuracy": "generated answer", "likelihood_accuracy": "likelihood (the most likely option per byte)"}
-
-
-def _table_and_check(runs: list[dict], categories, metric: str) -> tuple[dict, dict]:
-    rows = [metric, *(f"{metric}/{c}" for c in categories)]
-    table = {}
-    for variant in VARIANTS:
-        table[variant] = {}
-        for row in rows:
-            mean, std = _mean_std([run["metrics"][variant].get(row, 0.0) for run in runs])
-            table[variant][row] = {"mean": mean, "std": std}
-    coat, others = table["coat"][metric], [table[v][metric] for v in VARIANTS if v != "coat"]
-    spread = max([coat["std"], *(o["std"] for o in others)])
-    best_baseline = max(o["mean"] for o in others)
-    check = {"coat_mean": coat["mean"], "best_baseline_mean": best_baseline, "seed_spread": spread,
-             "margin": coat["mean"] - best_baseline, "met": len(runs) > 1 and coat["mean"] - best_baseline > spread}
-    return table, check
-
-
-def summarize(runs: list[dict], categories) -> dict:
-    """Mean and sample std over seeds of every metric row (overall and per category), for the generated answers
-    (``table``, ``check``: the demo's check) and the likelihood picks (``likelihood_table``, ``likelihood_check``)."""
-    table, check = _table_and_check(runs, categories, "accuracy")
-    likelihood_table, likelihood_check = _table_and_check(runs, categories, "likelihood_accuracy")
-    return {"seeds": [run["seed"] for run in runs], "table": table, "check": check,
-            "likelihood_table": likelihood_table, "likelihood_check": likelihood_check}
-
-
-def per_category_text(metrics: dict, categories, title: str) -> str:
-    lines = [f"{title}: " + "  ".join(f"{v}" for v in VARIANTS)]
-    for metric, what in SCORES.items():
-        lines.append(f"  {what}:")
-        for row in [metric, *(f"{metric}/{c}" for c in categories)]:
-            name = row.split("/")[-1] if "/" in row else "overall"
-            lines.append(f"  {name:<11}" + "".join(f"{metrics[v].get(row, 0.0):>13.3f}" for v in VARIANTS))
-    return "\n".join(lines)
-
-
-def chance_levels(data: SynthConfig) -> dict[str, float]:
-    """Accuracy of a uniform guess among each category's choices, and over all (categories are equally large)."""
-    from coat.data.synth import CATEGORIES
-
-    levels = {c: 1.0 / min(data.num_choices, len(CATEGORIES[c].answers(data))) for c in data.categories}
-    return {**levels, "overall": sum(levels.values()) / len(levels)}
-
-
-def variant_labels(report: dict) -> dict[str, str]:
-    """What each variant is, for the table and the chart; CoAT's label names its experts and their weights."""
-    experts = ", ".join(f"{e['name']} {e['weight']:g}" for e in report["config"]["experts"])
-    return {**VARIANT_HELP, "coat": f"{VARIANT_HELP['coat']} ({experts})"}
-
-
-def _score_table(report: dict, table: dict, several: bool) -> str:
-    labels = variant_labels(report)
-    chance = chance_levels(SynthConfig(**report["config"]["data"]["synth"]))
-    rows = []
-    for row in table["coat"]:
-        key = row.split("/", 1)[1] if "/" in row else "overall"
-        cells = [f"**{key}**" if key == "overall" else key, f"{chance[key]:.3f}"]
-        for variant in VARIANTS:
-            cell = table[variant][row]
-            cells.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}" if several else f"{cell['mean']:.3f}")
-        rows.append(cells)
-    return markdown_table(["category", "chance", *(labels[v] for v in VARIANTS)], rows)
-
-
-def _check_line(check: dict) -> str:
-    verdict = "met" if check["met"] else "not met"
-    return (f"CoAT minus the best baseline (overall): {check['margin']:+.3f}; largest seed std: "
-            f"{check['seed_spread']:.3f}; check (margin > spread over >1 seed): {verdict}.\n")
-
-
-def demo_markdown(report: dict) -> str:
-    """demo.md: the generated answers' accuracy (the demo's check), then the likelihood picks' accuracy beside it."""
-    seeds = report["seeds"]
-    several = len(seeds) > 1
-    head = "mean ± std over seeds " + ", ".join(map(str, seeds)) if several else f"seed {seeds[0]}"
-    text = (f"# coat demo: synthetic acoustic QA, {report['split']} split accuracy ({head})\n\n"
-            f"Generated answers (greedy, read by coat's parser; an answer that names no option counts wrong):\n\n"
-            + _score_table(report, report["table"], several) + "\n" + _check_line(report["check"]))
-    if report.get("likelihood_table"):
-        text += ("\nLikelihood (the option with the highest log-probability per byte of its answer after the prompt; "
-                 "no generation, so formatting cannot decide it):\n\n"
-                 + _score_table(report, report["likelihood_table"], several) + "\n"
-                 + _check_line(report["likelihood_check"]))
-    return text + (f"\n{quick_demo_note()}\n" if report.get("quick") else "")
-
-
-def plot(report: dict, path: Path) -> None:
-    """demo.png: accuracy per category and variant, with a title that names the split, its size and the seeds,
-    error bars of the seed std (more than one seed), a dashed chance line per category, and the legend below the
-    axes, where it covers no bar."""
-    rows = list(report["table"]["coat"])
-    labels = ["overall" if r == "accuracy" else r.split("/", 1)[1] for r in rows]
-    data = SynthConfig(**report["config"]["data"]["synth"])
-    chance = chance_levels(data)
-    seeds = report["seeds"]
-    names = variant_labels(report)
-    with figure(path, (1.3 * len(rows) + 2, 4.8)) as (_, ax):
-        width = 0.8 / len(VARIANTS)
-        for i, variant in enumerate(VARIANTS):
-            means = [report["table"][variant][r]["mean"] for r in rows]
-            stds = [report["table"][variant][r]["std"] for r in rows]
-            xs = [j + (i - (len(VARIANTS) - 1) / 2) * width for j in range(len(rows))]
-            ax.bar(xs, means, width, yerr=stds if len(seeds) > 1 else None, label=names[variant], capsize=3,
-                   error_kw={"elinewidth": 1})
-        for j, key in enumerate(labels):  # a uniform guess among the category's choices
-            ax.hlines(chance[key], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=1,
-                      label="chance (a uniform guess among the choices)" if j == 0 else None)
-        ax.set_xticks(range(len(rows)), labels)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("accuracy")
-        n = data.split_size(report["split"])
-        if len(seeds) > 1:
-            spread = f"mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}); error bars: std over the seeds"
-        else:
-            spread = f"one seed ({seeds[0]}), so no error bars (coat demo --seeds N for mean and std)"
-        title = f"coat demo: synthetic acoustic QA, {report['split']} split ({n} clips)\n{spread}"
-        if report.get("quick"):
-            title += "\n--quick smoke run: a few training steps, the numbers mean nothing"
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
