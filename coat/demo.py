@@ -63,9 +63,10 @@ from coat.training import LoraSettings
 CAPTION_PROMPT = "Describe the audio."
 
 
-# quick=true (--quick): the same recipe on a few dozen clips, about 20 s on 2 CPU cores (a smoke run, not a result)
+# quick=true (--quick): the same recipe on a few dozen clips and one seed, about 30 s on 2 CPU cores (a smoke run)
 QUICK: dict[str, Any] = {
     "output_dir": "runs/demo_quick",
+    "seeds": 1,
     "pretrain": {"examples": 96, "steps": 30},
     "data": {"synth": {"train_size": 48, "validation_size": 24, "test_size": 48}},
     "training": {"steps": 8},
@@ -100,9 +101,9 @@ class SmallModelConfig:
 class PretrainConfig:
     """Captioning pre-training from scratch (audio -> caption), full fine-tuning of the whole model."""
 
-    examples: int = field(default=3000, metadata={"help": "captioned clips (their own synth seed)"})
+    examples: int = field(default=1200, metadata={"help": "captioned clips (their own synth seed)"})
     data_seed: int = field(default=1000, metadata={"help": "synth seed of the pre-training clips (not the QA's)"})
-    steps: int = field(default=1500, metadata={"help": "optimizer steps"})
+    steps: int = field(default=800, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=16, metadata={"help": "examples per step"})
     learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW, cosine schedule)"})
     warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps"})
@@ -125,7 +126,7 @@ class PretrainConfig:
 class VariantTraining:
     """The budget every variant gets (same steps, learning rate and data)."""
 
-    steps: int = field(default=500, metadata={"help": "optimizer steps of each variant"})
+    steps: int = field(default=400, metadata={"help": "optimizer steps of each variant"})
     learning_rate: float = field(default=5e-3, metadata={"help": "learning rate of each variant"})
     batch_size: int = field(default=16, metadata={"help": "examples per step"})
     heads_warmup_steps: int = field(
@@ -140,13 +141,14 @@ class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "demo.md, demo.png, demo.json, adapter/"})
     cache_dir: str = field(default="runs/demo_cache",
                            metadata={"help": "pre-trained model, synthetic data and expert targets (reused)"})
-    seeds: int = field(default=1, metadata={"help": "variant seeds seed, seed+1, ...; mean +- std when > 1"})
+    seeds: int = field(default=3, metadata={"help": "variant seeds seed, seed+1, ...; mean +- std when > 1"})
     seed: int = field(default=0, metadata={"help": "first variant seed (training order, thinking and head init)"})
     model: SmallModelConfig = field(default_factory=SmallModelConfig,
                                     metadata={"help": "the small Qwen2-Audio pre-trained from scratch"})
     pretrain: PretrainConfig = field(default_factory=PretrainConfig, metadata={"help": "its caption pre-training"})
     data: DataConfig = field(
-        default_factory=lambda: DataConfig(synth=SynthConfig(train_size=600, validation_size=300, test_size=600)),
+        default_factory=lambda: DataConfig(synth=SynthConfig(categories=("tones", "speech"), train_size=600,
+                                                             validation_size=360, test_size=600)),
         metadata={"help": "the synthetic acoustic QA benchmark (data.synth; the demo needs no source)"})
     eval_split: str = field(default="test", metadata={"help": "test, or validation for design choices"})
     num_thinking: int = field(default=8, metadata={"help": "K thinking positions of the two thinking variants"})
@@ -155,7 +157,9 @@ class DemoConfig:
         default_factory=lambda: HeadConfig(num_frames=16, d_model=64, layers=1, heads=4, dropout=0.0),
         metadata={"help": "CoAT's expert heads"})
     experts: list[ExpertConfig] = field(default_factory=lambda: [
-        ExpertConfig("pitch", {"model": "tiny", "hop_length": 800}, 0.3)], metadata={"help": "CoAT's experts"})
+        ExpertConfig("pitch", {"model": "tiny", "hop_length": 800}, 0.3), ExpertConfig("formants", {}, 0.3),
+        ExpertConfig("speech_activity", {}, 0.3)],
+        metadata={"help": "CoAT's experts (on every clip; chosen on the validation split: README)"})
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(
         r=8, alpha=16, dropout=0.0,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -374,8 +378,9 @@ def train_config(config: DemoConfig, variant: str, model_dir: Path, seed: int, o
     )
 
 
-def expert_targets(coat_config, log=print) -> None:
-    """Compute (or find) every expert's targets for the train split before any variant trains.
+def expert_targets(config: DemoConfig, expert: ExpertConfig) -> dict:
+    """Compute (or find) one expert's targets for the train split before any variant trains (a worker's job, run
+    while the model pre-trains: targets need the audio, not the model). Returns its wall and CPU seconds.
 
     Done up front, not inside the CoAT variant's ``run_training``: extraction draws from the global RNG (data
     loader seeds), so a run that extracts would initialise its thinking table and heads differently from a
@@ -384,10 +389,11 @@ def expert_targets(coat_config, log=print) -> None:
     from coat.experts.config import load_experts, target_caches
     from coat.training import training_source
 
-    start = time.time()
-    experts = load_experts(coat_config.targets, coat_config.experts)
-    target_caches(coat_config.targets, training_source(coat_config), experts)
-    log(f"expert targets ({', '.join(e.name for e in experts)}) ready in {time.time() - start:.0f} s")
+    with _demo_settings(config.threads):
+        t0, c0 = time.time(), time.process_time()
+        coat_config = train_config(config, "coat", Path(config.cache_dir), config.seed, Path(config.output_dir))
+        target_caches(coat_config.targets, training_source(coat_config), load_experts(coat_config.targets, [expert]))
+        return {"seconds": time.time() - t0, "cpu": time.process_time() - c0}
 
 
 def evaluate(config: DemoConfig, model_dir: Path, adapters: dict[str, Path], output_dir: Path) -> dict:
@@ -475,30 +481,29 @@ def _pool(workers: int):
         yield pool
 
 
-def _train_and_evaluate(config: DemoConfig, model_dir: Path, out: Path, log) -> list[dict]:
+def _train_and_evaluate(config: DemoConfig, model_dir: Path, out: Path, pool, log) -> list[dict]:
     """Every seed's three variants, then each seed's evaluation as soon as its variants are trained."""
     seeds = [config.seed + offset for offset in range(config.seeds)]
     for seed in seeds:
         shutil.rmtree(out / f"seed-{seed}", ignore_errors=True)  # run_training resumes finished stages: start clean
     runs = []
-    with _pool(config.workers) as pool:
-        trained = {(seed, variant): pool.submit(_train_variant, config, variant, model_dir, seed,
-                                                out / f"seed-{seed}" / variant)
-                   for seed in seeds for variant in VARIANTS}
-        evaluations = {}
-        for seed in seeds:
-            jobs = {variant: trained[seed, variant].result() for variant in VARIANTS}
-            for variant, job in jobs.items():
-                log(f"seed {seed}: trained {variant} in {job['seconds']:.0f} s (CPU {job['cpu']:.0f} s)")
-            adapters = {variant: Path(job["adapter"]) for variant, job in jobs.items()}
-            evaluations[seed] = pool.submit(_evaluate_seed, config, model_dir, adapters, out / f"seed-{seed}" / "eval")
-            runs.append({"seed": seed, "seconds": {v: j["seconds"] for v, j in jobs.items()},
-                         "cpu_seconds": {v: j["cpu"] for v, j in jobs.items()}})
-        for run in runs:
-            done = evaluations[run["seed"]].result()
-            run["metrics"] = done["metrics"]
-            run["seconds"]["eval"], run["cpu_seconds"]["eval"] = done["seconds"], done["cpu"]
-            log(per_category_text(done["metrics"], config.data.synth.categories, f"seed {run['seed']}"))
+    trained = {(seed, variant): pool.submit(_train_variant, config, variant, model_dir, seed,
+                                            out / f"seed-{seed}" / variant)
+               for seed in seeds for variant in VARIANTS}
+    evaluations = {}
+    for seed in seeds:
+        jobs = {variant: trained[seed, variant].result() for variant in VARIANTS}
+        for variant, job in jobs.items():
+            log(f"seed {seed}: trained {variant} in {job['seconds']:.0f} s (CPU {job['cpu']:.0f} s)")
+        adapters = {variant: Path(job["adapter"]) for variant, job in jobs.items()}
+        evaluations[seed] = pool.submit(_evaluate_seed, config, model_dir, adapters, out / f"seed-{seed}" / "eval")
+        runs.append({"seed": seed, "seconds": {v: j["seconds"] for v, j in jobs.items()},
+                     "cpu_seconds": {v: j["cpu"] for v, j in jobs.items()}})
+    for run in runs:
+        done = evaluations[run["seed"]].result()
+        run["metrics"] = done["metrics"]
+        run["seconds"]["eval"], run["cpu_seconds"]["eval"] = done["seconds"], done["cpu"]
+        log(per_category_text(done["metrics"], config.data.synth.categories, f"seed {run['seed']}"))
     return runs
 
 
@@ -509,20 +514,28 @@ def _cpu_seconds() -> float:
 
 
 def _run_demo(config: DemoConfig, log) -> dict:
+    from coat.training import training_source
+
     start, cpu_start = time.time(), _cpu_seconds()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model_dir = pretrained_model(config, log)
     # wall seconds, and CPU seconds (user + system, all threads; the workers' own added): on a shared machine the
     # wall time says how busy it was, the CPU time what the demo costs
-    timings = {"pretrain_and_load": time.time() - start}
-    cpu = {"pretrain_and_load": _cpu_seconds() - cpu_start}
-    t0, c0 = time.time(), time.process_time()
-    expert_targets(train_config(config, "coat", model_dir, config.seed, out / "unused"), log)
-    timings["targets"], cpu["targets"] = time.time() - t0, time.process_time() - c0
-    t0 = time.time()
-    runs = _train_and_evaluate(config, model_dir, out, log)
-    timings["variants_and_eval"] = time.time() - t0
+    timings, cpu = {}, {}
+    training_source(train_config(config, "coat", Path(config.cache_dir), config.seed, out))  # the train split, once
+    with _pool(config.workers) as pool:
+        targets = {e.name: pool.submit(expert_targets, config, e) for e in config.experts}  # while pre-training
+        t0, c0 = time.time(), _cpu_seconds()
+        model_dir = pretrained_model(config, log)
+        timings["pretrain_and_load"], cpu["pretrain_and_load"] = time.time() - t0, _cpu_seconds() - c0
+        done = {name: job.result() for name, job in targets.items()}
+        if done:
+            log(f"expert targets ({', '.join(done)}) ready ({time.time() - start:.0f} s since the start)")
+        timings["targets"] = {name: job["seconds"] for name, job in done.items()}
+        cpu["targets"] = sum(job["cpu"] for job in done.values())
+        t0 = time.time()
+        runs = _train_and_evaluate(config, model_dir, out, pool, log)
+        timings["variants_and_eval"] = time.time() - t0
     cpu["variants"] = sum(run["cpu_seconds"][v] for run in runs for v in VARIANTS)
     cpu["eval"] = sum(run["cpu_seconds"]["eval"] for run in runs)
     shutil.rmtree(out / "adapter", ignore_errors=True)
