@@ -54,70 +54,23 @@ SUBJECT = "generation"
 
 # ---------------------------------------------------------------------------------------------- 7B shapes
 def seven_b_config(family: str):
-    """The published shapes of the released 7B checkpoints (random weights are built from these).
-
-    Qwen2-Audio-7B (text: Qwen-7B shapes, hidden 4096, 32 layers, 32 heads, MHA; audio: Whisper-large-v3
-    encoder, 1280 x 32 layers, 128 mels, 30 s windows), the Qwen2.5-Omni-7B Thinker (text: Qwen2.5-7B,
-    hidden 3584, 28 layers, 28 heads / 4 KV heads, mRoPE [16, 24, 24]; audio: Whisper-large-v3-sized encoder;
-    its 32-layer vision tower is built too, and unused) and Audio Flamingo 3 (text: Qwen2.5-7B; audio:
-    Whisper-large-v3 encoder). The special token ids are zoo's (the inputs come from ``zoo.make_inputs``, whose
-    text ids lie in [3, 100)); the ids do not change any shape or cost.
-    """
-    whisper_large = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120,
-                         num_mel_bins=128, max_source_positions=1500)
-    special = dict(pad_token_id=zoo.PAD, bos_token_id=zoo.BOS, eos_token_id=zoo.EOS, tie_word_embeddings=False)
-    qwen25_7b = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                     num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768, rms_norm_eps=1e-6,
-                     **special)
-    if family == "qwen2_audio":
-        text = dict(model_type="qwen2", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                    num_attention_heads=32, num_key_value_heads=32, vocab_size=156032, max_position_embeddings=8192,
-                    rms_norm_eps=1e-5, **special)
-        return tf.Qwen2AudioConfig(audio_config=dict(model_type="qwen2_audio_encoder", **whisper_large),
-                                   text_config=text, audio_token_index=zoo.AUDIO, audio_eos_token_id=zoo.AUDIO_EOS)
-    if family == "audioflamingo3":
-        return tf.AudioFlamingo3Config(audio_config=dict(model_type="audioflamingo3_encoder", **whisper_large),
-                                       text_config=dict(model_type="qwen2", **qwen25_7b), audio_token_id=zoo.AUDIO)
-    if family == "qwen2_5_omni_thinker":
-        text = dict(qwen25_7b, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
-                                                "mrope_section": [16, 24, 24]})
-        audio = dict(whisper_large, n_window=100, output_dim=3584)
-        vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                      fullatt_block_indexes=[7, 15, 23, 31])
-        return tf.Qwen2_5OmniThinkerConfig(
-            audio_config=audio, vision_config=vision, text_config=text, audio_token_index=zoo.AUDIO,
-            audio_start_token_id=zoo.AUDIO_BOS, audio_end_token_id=zoo.AUDIO_EOS, image_token_index=103,
-            video_token_index=104, vision_start_token_id=105, vision_end_token_id=106, pad_token_id=zoo.PAD)
-    raise ValueError(f"no 7B shapes for {family!r}; one of qwen2_audio, qwen2_5_omni_thinker, audioflamingo3")
+    """The released configuration of ``family`` (``coat.zoo.released_config``: every width, vocabulary size,
+    mel-bin count, audio window and special id of Qwen2-Audio-7B, the Qwen2.5-Omni-7B Thinker and Audio Flamingo 3,
+    with the sources they were read from); random weights are built from it."""
+    return zoo.released_config(family)
 
 
 def build(family: str, size: str, device: str, dtype: torch.dtype, seed: int = 0):
-    """A random-weight model in eval mode on ``device``; ``7b`` is initialised directly on the device."""
+    """A random-weight model in eval mode on ``device``; ``7b`` is the released configuration, initialised directly
+    on the device."""
     if size != "7b":
         return zoo.build_model(family, size, seed=seed, dtype=dtype).to(device)
-    torch.manual_seed(seed)
-    cls = getattr(tf, zoo.MODEL_CLASSES[family])
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = cls(seven_b_config(family))
-    finally:
-        torch.set_default_dtype(default)
-    model = model.to(dtype).eval()
-    model.generation_config.pad_token_id = zoo.PAD
-    model.generation_config.eos_token_id = None  # random weights: never stop early, so lengths are fixed
-    return model
+    return zoo.build_released(family, dtype=dtype, device=device, seed=seed)
 
 
 def make_prompts(model, family: str, batch: int, device: str, dtype: torch.dtype, seed: int = 0) -> dict:
-    """``zoo.make_inputs`` (one audio per prompt, left padded), with features of the model's mel count."""
+    """``zoo.make_inputs`` (one audio per prompt, left padded: the model's own special ids and mel-bin count)."""
     inputs = zoo.make_inputs(model, audios_per_prompt=(1,) * batch, padding_side="left", seed=seed, family=family)
-    mels = model.config.audio_config.num_mel_bins
-    if inputs["input_features"].shape[1] != mels:  # make_inputs draws 80 mels; the 7B encoders take 128
-        g = torch.Generator().manual_seed(seed)
-        feats = inputs["input_features"]
-        inputs["input_features"] = torch.randn(feats.shape[0], mels, feats.shape[2], generator=g)
     return {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) for k, v in inputs.items()}
 
 
@@ -219,7 +172,7 @@ def padded_prompt(model, inputs: dict, extra: int, seed: int = 0) -> dict:
     ends = audio_span_ends(ids, mask, adapter.audio_token_id(model.config), adapter.audio_end_token_id(model.config))
     g = torch.Generator().manual_seed(seed)
     text = torch.randint(*zoo.TEXT_ID_RANGE, (extra,), generator=g).to(ids.device)
-    batch = insert_thinking(ids, mask, None, text, ends, zoo.PAD)
+    batch = insert_thinking(ids, mask, None, text, ends, zoo.special_ids(model)["pad"])
     return dict(inputs, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
 
 

@@ -104,10 +104,6 @@ class Setup:
         base.train()
         inputs = zoo.make_inputs(base, audios_per_prompt=(1,) * batch, padding_side="right", answer_len=answer_len,
                                  seed=seed, family=family)
-        mels = base.config.audio_config.num_mel_bins
-        if inputs["input_features"].shape[1] != mels:  # make_inputs draws 80 mels; the 7B encoders take 128
-            feats = inputs["input_features"]
-            inputs["input_features"] = torch.randn(feats.shape[0], mels, feats.shape[2])
         self.inputs = {name: (v.to(device, dtype) if v.is_floating_point() else v.to(device))
                        for name, v in inputs.items()}
         mask_name = next((n for n in ("feature_attention_mask", "input_features_mask") if n in inputs), None)

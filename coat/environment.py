@@ -31,22 +31,25 @@ def _split(version: str) -> tuple[str, str]:
     return public, local
 
 
-def torch_pair_problem(torch_version: str | None, torchaudio_version: str | None) -> str | None:
-    """The message for a torch / torchaudio pair that does not load together, or None when it does.
-
-    A torchaudio release is built for the torch release of the same number (2.11.0 for 2.11.0); two local build
-    tags (``+cu130``, ``+cpu``) must also agree when both are given. A missing package is no mismatch.
-    """
-    if not torch_version or not torchaudio_version:
-        return None
-    (torch_public, torch_local), (audio_public, audio_local) = _split(torch_version), _split(torchaudio_version)
-    if torch_public == audio_public and (not torch_local or not audio_local or torch_local == audio_local):
+def _pair_problem(torch_version: str, name: str, version: str, expected: str, extra: str) -> str | None:
+    """The message when ``name`` ``version`` is not ``expected`` (the release built for this torch) or carries
+    another local build tag (``+cu130``, ``+cpu``; both must agree when both are given), else None."""
+    (torch_public, torch_local), (public, local) = _split(torch_version), _split(version)
+    if public == expected and (not torch_local or not local or torch_local == local):
         return None
     index = f" --index-url https://download.pytorch.org/whl/{torch_local}" if torch_local else ""
-    return (f"coat: torch {torch_version} and torchaudio {torchaudio_version} do not match: a torchaudio release "
-            f"loads only with the torch release of the same number, and transformers imports torchaudio whenever "
-            f"it is installed.\nFix: pip install \"torchaudio=={torch_public}\"{index}   (or install from the "
-            f"project's lock: pip install -c .ci/constraints.txt -e .)")
+    return (f"coat: torch {torch_version} and {name} {version} do not match: {name} {expected} is the release "
+            f"built for torch {torch_public}, and transformers imports {name} whenever it is installed.\n"
+            f"Fix: pip install \"{name}=={expected}\"{index}   (or install from the project's lock: "
+            f"pip install -c .ci/constraints.txt -e {extra})")
+
+
+def torch_pair_problem(torch_version: str | None, torchaudio_version: str | None) -> str | None:
+    """The message for a torch / torchaudio pair that does not load together, or None when it does (or when either
+    is missing). A torchaudio release is built for the torch release of the same number (2.11.0 for 2.11.0)."""
+    if not torch_version or not torchaudio_version:
+        return None
+    return _pair_problem(torch_version, "torchaudio", torchaudio_version, _split(torch_version)[0], ".")
 
 
 def torchvision_for(torch_version: str) -> str | None:
@@ -60,20 +63,11 @@ def torchvision_for(torch_version: str) -> str | None:
 
 def torchvision_problem(torch_version: str | None, torchvision_version: str | None) -> str | None:
     """The message for a torch / torchvision pair that does not load together, or None when it does (or when either
-    is missing, or torch's version is outside the known scheme). Local build tags must agree when both are given."""
-    if not torch_version or not torchvision_version:
-        return None
-    expected = torchvision_for(torch_version)
+    is missing, or torch's version is outside the known scheme)."""
+    expected = torchvision_for(torch_version) if torch_version and torchvision_version else None
     if expected is None:
         return None
-    (_, torch_local), (vision_public, vision_local) = _split(torch_version), _split(torchvision_version)
-    if vision_public == expected and (not torch_local or not vision_local or torch_local == vision_local):
-        return None
-    index = f" --index-url https://download.pytorch.org/whl/{torch_local}" if torch_local else ""
-    return (f"coat: torch {torch_version} and torchvision {torchvision_version} do not match: torchvision "
-            f"{expected} is the release built for torch {_split(torch_version)[0]}, and transformers imports "
-            f"torchvision whenever it is installed.\nFix: pip install \"torchvision=={expected}\"{index}   (or "
-            f"install from the project's lock: pip install -c .ci/constraints.txt -e \".[lmms-eval]\")")
+    return _pair_problem(torch_version, "torchvision", torchvision_version, expected, '".[lmms-eval]"')
 
 
 def _print_short(hook):

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
+from coat import distributed
 from coat.adapters import Adapter, get_adapter
 from coat.config import CoATConfig
 from coat.heads import ExpertHeads, HeadConfig
@@ -142,6 +143,11 @@ class CoATModel(ModelIOMixin, nn.Module):
     @property
     def hidden_size(self) -> int:
         return self.thinking_embedding.embedding_dim
+
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """The layer classes FSDP shards as units (accelerate's TRANSFORMER_BASED_WRAP reads this name)."""
+        return distributed.fsdp_wrap_classes(self)
 
     def _pad_token_id(self) -> int:
         for source in (getattr(self.base_model, "generation_config", None), self.base_model.config,

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from coat import distributed
 from coat.adapters import get_adapter
 from coat.config import CoATConfig
 from coat.files import atomic_dir
@@ -146,17 +147,21 @@ class ModelIOMixin:
 
     # ------------------------------------------------------------------ save / load
     def coat_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what CoAT adds (the base weights are the user's and stay where they are)."""
-        state = {"thinking": self.thinking_embedding.thinking.detach().float().cpu().contiguous()}
-        if self.heads is not None:
-            state.update({f"heads.{k}": v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()})
+        """Only what CoAT adds (the base weights are the user's and stay where they are), whole also when the model
+        is sharded (FSDP2, ZeRO-3: then every process must call it, see coat.distributed)."""
+        with distributed.gathered(self.coat_parameters(("thinking", "heads"))):
+            state = {"thinking": distributed.cpu_copy(self.thinking_embedding.thinking).float()}
+            if self.heads is not None:
+                state.update({f"heads.{k}": distributed.cpu_copy(v) for k, v in self.heads.state_dict().items()})
         return state
 
-    def save_pretrained(self, path: str | os.PathLike) -> None:
+    def save_pretrained(self, path: str | os.PathLike, is_main_process: bool = True) -> None:
         """Write the adapter into ``path`` as one unit: ``coat_config.json``, ``coat_model.safetensors`` and, when the
         model has LoRA, ``lora/``. The folder is written under a temporary name and replaces ``path`` whole, so a
         kill leaves the old adapter or the new one, and nothing of an older save (a stale ``lora/``) survives.
-        ``path`` must be new, empty or an adapter folder; weights that are not finite are an error, not a file."""
+        ``path`` must be new, empty or an adapter folder; weights that are not finite are an error, not a file.
+        A sharded model (FSDP2, ZeRO-3) is gathered: call it on every process, with ``is_main_process`` true on the
+        one that writes (as for transformers' ``save_pretrained``)."""
         path = Path(path)
         if path.is_dir():
             foreign = sorted(p.name for p in path.iterdir() if p.name not in ADAPTER_ENTRIES
@@ -172,8 +177,9 @@ class ModelIOMixin:
         if self.lora_config is not None:
             import peft
 
-            lora_state = {k: v.detach().cpu().contiguous()
-                          for k, v in peft.get_peft_model_state_dict(self.base_model).items()}
+            with distributed.gathered(self.coat_parameters(("lora",))):
+                lora_state = {k: distributed.cpu_copy(v)
+                              for k, v in peft.get_peft_model_state_dict(self.base_model).items()}
         for name, tensor in [*state.items(), *(lora_state or {}).items()]:
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise FloatingPointError(f"not saving the adapter to {path}: weight {name!r} holds NaN/inf values "
@@ -187,6 +193,8 @@ class ModelIOMixin:
         }
         if self.heads is not None:
             meta["heads"] = {**self.heads.to_dict(), "weights": self.expert_weights}
+        if not is_main_process:
+            return
         with atomic_dir(path, replace=True) as tmp:
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             if lora_state is not None:
@@ -265,6 +273,10 @@ class ModelIOMixin:
             import peft
 
             lora_file = path / LORA_DIR / LORA_NAME
+            if any(map(distributed.is_sharded, self.coat_parameters(("lora",)))):  # FSDP2 / ZeRO-3: scatter
+                distributed.load_full_state_(distributed.lora_parameters(self.base_model), _load_weights(lora_file),
+                                             f"LoRA weights at {lora_file}")
+                return
             result = peft.set_peft_model_state_dict(self.base_model, _load_weights(lora_file))
             missing = [k for k in result.missing_keys if "lora_" in k]
             if missing or result.unexpected_keys:
@@ -273,13 +285,15 @@ class ModelIOMixin:
 
     def load_coat_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         table = state["thinking"]
-        if table.shape != self.thinking_embedding.thinking.shape:
-            raise ValueError(f"saved thinking table has shape {tuple(table.shape)}, expected "
-                             f"{tuple(self.thinking_embedding.thinking.shape)}")
-        with torch.no_grad():
-            self.thinking_embedding.thinking.copy_(table)
+        expected = distributed.full_shape(self.thinking_embedding.thinking)
+        if table.shape != expected:
+            raise ValueError(f"saved thinking table has shape {tuple(table.shape)}, expected {tuple(expected)}")
+        with distributed.gathered([self.thinking_embedding.thinking], modifier_rank=0):
+            distributed.copy_full_(self.thinking_embedding.thinking, table)
         head_state = {k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")}
-        if self.heads is not None:
+        if self.heads is not None and any(map(distributed.is_sharded, self.heads.parameters())):
+            distributed.load_full_state_(dict(self.heads.named_parameters()), head_state, "expert heads")
+        elif self.heads is not None:
             self.heads.load_state_dict(head_state)
         elif head_state:
             raise ValueError("the saved adapter has head weights but no heads in its config")

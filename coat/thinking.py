@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from coat.distributed import embedding_statistics
+
 IGNORE_INDEX = -100
 
 
@@ -30,13 +32,12 @@ class ThinkingEmbedding(nn.Module):
         super().__init__()
         self.base = base
         self.offset = base.num_embeddings
-        weight = base.weight.detach()
-        table = torch.empty(num_thinking, weight.shape[1], dtype=torch.float32, device=weight.device)
+        table = torch.empty(num_thinking, base.embedding_dim, dtype=torch.float32, device=base.weight.device)
         if num_thinking:
             if init == "vocab":
-                # Rows that look like typical token embeddings: their mean plus noise of their spread.
-                ref = weight.float()
-                mean, std = ref.mean(0), ref.std(0)
+                # Rows that look like typical token embeddings: their mean plus noise of their spread (of the whole
+                # table, also when FSDP or ZeRO-3 left this process a piece of it).
+                mean, std = embedding_statistics(base.weight)
                 noise = torch.randn(table.shape, generator=generator, device="cpu").to(table.device)
                 table.copy_(mean + noise * std)
             else:

@@ -34,6 +34,7 @@ from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 from coat.config import CoATConfig
 from coat.data.collate import CoATCollator, QADataset
 from coat.data.config import DataConfig, open_data
+from coat.distributed import AdapterCheckpoints, broadcast_coat_parameters, free_memory, is_sharded_model
 from coat.experts.base import ExpertConfig
 from coat.experts.config import TargetsConfig, load_experts, target_caches
 from coat.files import write_atomic
@@ -317,9 +318,10 @@ class _WithIds:
         return {**self.collator(examples), "example_ids": [ex.get("id") for ex in examples]}
 
 
-class CoATTrainer(Trainer):
+class CoATTrainer(AdapterCheckpoints, Trainer):
     """The Trainer of every CoAT run: logs the text loss and each expert loss, stops at a non-finite loss naming the
-    batch's examples, and checkpoints only the CoAT adapter (``_save`` / ``_load_from_checkpoint``).
+    batch's examples, and checkpoints only the CoAT adapter, gathered once when the model is sharded (FSDP2,
+    ZeRO-3; :class:`coat.distributed.AdapterCheckpoints`).
 
     A batch may come in ``parts`` (``{"parts": [batch, ...]}``, :class:`coat.data.collate.PartsCollator`): examples
     that cannot share one processor call (text-only next to audio); its loss is the example-weighted mean of the
@@ -371,13 +373,6 @@ class CoATTrainer(Trainer):
             logs.update({k: round(float(v), 6) for k, v in zip(keys, means)})
             self._sums = {}
         super().log(logs, start_time)
-
-    def _save(self, output_dir=None, state_dict=None):
-        output_dir = output_dir or self.args.output_dir
-        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        self.accelerator.unwrap_model(model or self.model).load_adapter_weights(resume_from_checkpoint)
 
 
 def stage_trainer(model, args, dataset, collator, name: str, progress: bool = True, callbacks=None,
@@ -447,6 +442,7 @@ class TrainingRecipe:
                                           self.state)
         set_seed(config.training.seed)  # the same initial weights whether or not targets were computed just now
         self.model, self.processor = build_model(config, self.experts)
+        broadcast_coat_parameters(self.model.coat_parameters())  # every process starts from rank 0's CoAT weights
         sampling_rate = self.processor.feature_extractor.sampling_rate
         self.dataset = QADataset(self.source, config.data, sampling_rate, self.caches)
         self.collator = CoATCollator(self.processor, sampling_rate, heads=self.model.heads,
@@ -460,7 +456,7 @@ class TrainingRecipe:
     def train_stage(self, index: int, stage: StageConfig) -> None:
         """One stage: a Trainer run over the parts it names, from its last complete checkpoint if it has one; a stage
         whose adapter is complete was finished before, and only its weights are taken."""
-        stage_dir = self.output_dir / f"stage-{index}-{stage.name}"
+        stage_dir = self.stage_dir(index)
         if stage_done(stage_dir):
             self.model.load_adapter_weights(stage_dir / "adapter")
             self.history += json.loads((stage_dir / "log_history.json").read_text())
@@ -468,6 +464,8 @@ class TrainingRecipe:
                 print(f"stage {stage.name}: finished in an earlier run ({stage_dir / 'adapter'}), not trained again")
             return
         self.trained.append(stage.name)
+        if index and is_sharded_model(self.model):
+            self.rebuild_model(self.stage_dir(index - 1) / "adapter")
         self.model.set_trainable(stage.train)
         set_seed(self.config.training.seed + index)
         trainer = stage_trainer(self.model, _training_args(self.config, stage, stage_dir), self.dataset,
@@ -476,14 +474,26 @@ class TrainingRecipe:
         logs = [dict(entry, stage=stage.name) for entry in trainer.state.log_history]
         if trainer.is_world_process_zero():
             write_atomic(stage_dir / "log_history.json", json.dumps(logs, indent=2))
-            self.model.save_pretrained(stage_dir / "adapter")
+        # every process: a sharded model is gathered, and the main one writes
+        self.model.save_pretrained(stage_dir / "adapter", is_main_process=trainer.is_world_process_zero())
         trainer.accelerator.wait_for_everyone()
         self.history += logs
 
+    def stage_dir(self, index: int) -> Path:
+        return self.output_dir / f"stage-{index}-{self.config.stages[index].name}"
+
+    def rebuild_model(self, adapter: Path) -> None:
+        """A fresh model with the adapter of the stage before: a Trainer cannot prepare a model that an earlier
+        stage's Trainer sharded (FSDP2, ZeRO-3)."""
+        self.model = None  # the sharded one goes before the new one is built
+        free_memory()
+        self.model = build_model(self.config, self.experts)[0]
+        self.model.load_adapter_weights(adapter)
+
     def save(self) -> TrainResult:
         adapter = self.output_dir / "adapter"
+        self.model.save_pretrained(adapter, is_main_process=self.state.is_main_process)  # every process: gathers
         if self.state.is_main_process:
-            self.model.save_pretrained(adapter)
             write_atomic(self.output_dir / "log_history.json", json.dumps(self.history, indent=2))
         return TrainResult(str(self.output_dir), str(adapter), self.trained, self.history)
 

@@ -1,10 +1,13 @@
 """Random-weight models of every supported family, built from a config, and inputs in their processors'
-format. Tests use the ``tiny`` sizes (the sizes transformers' own tests use), benchmarks the ``mid`` and
-the released 7B shapes, the demo a small Qwen2-Audio it pre-trains; ``create_tiny_model`` writes the tiny
-Qwen2-Audio with the synthetic benchmark's words that smoke-run configs use. Nothing here downloads anything.
+format. Tests use the ``tiny`` sizes (the sizes transformers' own tests use), benchmarks the ``mid`` sizes and
+the released configurations (:func:`released_config`: every width, vocabulary size, mel-bin count, audio window and
+special id of the released checkpoints), the demo a small Qwen2-Audio it pre-trains; ``create_tiny_model`` writes
+the tiny Qwen2-Audio with the synthetic benchmark's words that smoke-run configs use. Nothing here downloads
+anything.
 
     model = build_model("qwen2_audio", "tiny")
     inputs = make_inputs(model, audios_per_prompt=[2, 1], padding_side="left")
+    model = build_released("qwen2_audio", decoder_layers=2, audio_layers=2)   # real widths, 2 + 2 layers
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from coat.progress import quiet_hub_bars
 
 FAMILIES = ("qwen2_audio", "qwen2_5_omni_thinker", "audioflamingo3", "voxtral", "musicflamingo")
 
-# Special ids shared by the tiny configs (vocab 110): text ids are drawn from [3, 100).
+# Special ids shared by the tiny and mid configs (vocab 110): text ids are drawn from [3, 100), which are ordinary
+# text tokens in the released vocabularies too. make_inputs reads the special ids of a released config from RELEASED.
 PAD, BOS, EOS = 0, 1, 2
 AUDIO, AUDIO_BOS, AUDIO_EOS = 100, 101, 102
 TEXT_ID_RANGE = (3, 100)
+TOY_IDS = dict(pad=PAD, bos=BOS, audio=AUDIO, audio_bos=AUDIO_BOS, audio_eos=AUDIO_EOS)
+MEL_FRAMES_PER_SECOND = 100  # every supported processor: hop 160 at 16 kHz
 
 _SIZES = {
     # text: hidden, intermediate, layers, heads, kv heads, vocab ; audio: d_model, layers, heads, ffn, source positions
@@ -108,6 +114,114 @@ def build_model(family: str, size: str = "tiny", seed: int = 0, dtype: torch.dty
     return model
 
 
+# ----------------------------------------------------------------------------------------------------- released
+# The released checkpoints' configurations, read from public sources (this machine has no hub). A key a released
+# config.json leaves out takes its transformers class default, so those defaults are the released values. Sources:
+# [Q2A]  huggingface.co/Qwen/Qwen2-Audio-7B-Instruct: config.json (blame 9fffe918: audio d_model 1280, 32 layers,
+#        20 heads, ffn 5120, 128 mels, 1500 positions; audio_token_index 151646; text intermediate 11008, 8192
+#        positions, rms_norm_eps 1e-5, rope_theta 10000, vocab 156032, bos 151643, eos 151645; hidden 4096, 32
+#        layers, 32 heads, 32 kv heads are the Qwen2Config defaults it leaves out), preprocessor_config.json (16 kHz,
+#        n_fft 400, hop 160, chunk_length 30, feature_size 128), generation_config.json (pad 151643, eos 151645)
+#        and its tokenizer's added tokens (<|AUDIO|> 151646, <|audio_bos|> 151647, <|audio_eos|> 151648,
+#        <|im_start|> 151644).
+# [OMNI] Qwen/Qwen2.5-Omni-7B's thinker: transformers' Qwen2_5OmniThinkerConfig and Qwen2_5OmniAudioEncoderConfig
+#        defaults, documented as that checkpoint's (audio 151646, audio_start 151647, audio_end 151648, image 151655,
+#        video 151656, 25 position ids per second, 2 s chunks; audio encoder 1280 x 32 layers, 20 heads, ffn 5120, 128
+#        mels, 1500 positions, n_window 100, output 3584); the text model as the released thinker config.json has it
+#        (and fine-tunes copy it, e.g. huggingface.co/gijs/aud2seq-model): Qwen2.5-7B's hidden 3584, intermediate
+#        18944, 28 layers, 28 heads, 4 kv heads, vocab 152064, rope_theta 1e6, mrope_section [16, 24, 24], 32768
+#        positions, untied lm_head, pad 151643; NVIDIA NeMo's Qwen2.5-Omni provider lists the same vocabulary, mRoPE
+#        sections and special ids. The vision tower is Qwen2.5-VL's (hidden 1280, intermediate 3420, 16 heads, 32
+#        blocks, full attention in blocks 7/15/23/31, 112-pixel windows, out 3584), unused for audio but built.
+# [AF3]  nvidia/audio-flamingo-3-hf: transformers' convert_audioflamingo3_to_hf.py (text Qwen2Config: hidden 3584,
+#        intermediate 18944, 28 layers, 28 heads, 4 kv heads, rope_theta 1e6, vocab 151672, bos 151643, eos 151645;
+#        generation pad 151643; processor WhisperFeatureExtractor(feature_size=128): 30 s windows at 16 kHz) and the
+#        AudioFlamingo3Config / encoder defaults documented as that checkpoint's (<sound> 151669; encoder 1280 x 32
+#        layers, 20 heads, ffn 5120, 128 mels, 1500 positions). huggingface.co/hf-internal-testing/
+#        tiny-processor-audioflamingo3's config.json has the same widths and <sound> id.
+_WHISPER_LARGE_V3 = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120,
+                         num_mel_bins=128, max_source_positions=1500)
+_QWEN25_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                  num_key_value_heads=4, max_position_embeddings=32768, rms_norm_eps=1e-6, tie_word_embeddings=False)
+RELEASED = {
+    "qwen2_audio": dict(
+        checkpoint="Qwen/Qwen2-Audio-7B-Instruct", sampling_rate=16000, mel_bins=128, window_s=30, eos=151645,
+        ids=dict(pad=151643, bos=151644, audio=151646, audio_bos=151647, audio_eos=151648)),
+    "qwen2_5_omni_thinker": dict(
+        checkpoint="Qwen/Qwen2.5-Omni-7B (its thinker)", sampling_rate=16000, mel_bins=128, window_s=30, eos=151645,
+        ids=dict(pad=151643, bos=151644, audio=151646, audio_bos=151647, audio_eos=151648)),
+    "audioflamingo3": dict(
+        checkpoint="nvidia/audio-flamingo-3-hf", sampling_rate=16000, mel_bins=128, window_s=30, eos=151645,
+        ids=dict(pad=151643, bos=151644, audio=151669, audio_bos=None, audio_eos=None)),
+}
+
+
+def released_config(family: str, decoder_layers: int | None = None, audio_layers: int | None = None,
+                    vision_layers: int | None = None):
+    """The released configuration of ``family`` (sources above), optionally with fewer decoder, audio-encoder or
+    (Qwen2.5-Omni) vision layers: every width, vocabulary size, mel-bin count, audio window and special id stays."""
+    if family not in RELEASED:
+        raise ValueError(f"no released configuration for {family!r}; one of {sorted(RELEASED)}")
+    audio = dict(_WHISPER_LARGE_V3, encoder_layers=audio_layers or _WHISPER_LARGE_V3["encoder_layers"])
+    if family == "qwen2_audio":
+        text = dict(model_type="qwen2", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                    num_attention_heads=32, num_key_value_heads=32, vocab_size=156032, max_position_embeddings=8192,
+                    rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=151643,
+                    eos_token_id=151645)
+        text["num_hidden_layers"] = decoder_layers or text["num_hidden_layers"]
+        return tf.Qwen2AudioConfig(audio_config=dict(model_type="qwen2_audio_encoder", **audio), text_config=text,
+                                   audio_token_index=151646, pad_token_id=151643)
+    if family == "audioflamingo3":
+        text = dict(model_type="qwen2", **_QWEN25_7B, vocab_size=151672, rope_theta=1000000.0, bos_token_id=151643,
+                    eos_token_id=151645)
+        text["num_hidden_layers"] = decoder_layers or text["num_hidden_layers"]
+        return tf.AudioFlamingo3Config(audio_config=dict(model_type="audioflamingo3_encoder", **audio),
+                                       text_config=text, audio_token_id=151669)
+    text = dict(_QWEN25_7B, vocab_size=152064, num_hidden_layers=decoder_layers or _QWEN25_7B["num_hidden_layers"],
+                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]})
+    vision = dict(depth=vision_layers or 32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                  out_hidden_size=3584, fullatt_block_indexes=[7, 15, 23, 31], patch_size=14, spatial_merge_size=2,
+                  temporal_patch_size=2, window_size=112, in_channels=3)
+    return tf.Qwen2_5OmniThinkerConfig(
+        audio_config=dict(audio, n_window=100, output_dim=3584), vision_config=vision, text_config=text,
+        audio_token_index=151646, image_token_index=151655, video_token_index=151656, audio_start_token_id=151647,
+        audio_end_token_id=151648, vision_start_token_id=151652, vision_end_token_id=151653,
+        position_id_per_seconds=25, seconds_per_chunk=2, pad_token_id=151643)
+
+
+def build_released(family: str, decoder_layers: int | None = None, audio_layers: int | None = None,
+                   vision_layers: int | None = None, dtype: torch.dtype = torch.float32, device="cpu", seed: int = 0):
+    """A random-weight model of the released configuration (see :func:`released_config`), in eval mode, initialised
+    directly on ``device`` (``"meta"`` builds it without memory, for counting parameters)."""
+    torch.manual_seed(seed)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = getattr(tf, MODEL_CLASSES[family])(released_config(family, decoder_layers, audio_layers,
+                                                                        vision_layers))
+    finally:
+        torch.set_default_dtype(default)
+    model = model.to(dtype).eval()
+    model.generation_config.pad_token_id = RELEASED[family]["ids"]["pad"]
+    model.generation_config.eos_token_id = None  # random weights: never stop early, so lengths are fixed
+    return model
+
+
+def special_ids(model, family: str | None = None) -> dict:
+    """The ids :func:`make_inputs` writes prompts with: the toy ids of the tiny and mid configs, or the released ones
+    (pad, first prompt token, audio placeholder, and the audio start / end markers where the family has them)."""
+    family = family or _family_of(model)
+    released = RELEASED.get(family)
+    if released is not None and _audio_token_id(model.config) == released["ids"]["audio"]:
+        return released["ids"]
+    return TOY_IDS
+
+
+def _audio_token_id(config) -> int:
+    return getattr(config, "audio_token_index", None) or getattr(config, "audio_token_id", None)
+
+
 def _audio_tokens(family: str, config, frames: int) -> int:
     if family == "voxtral":
         positions = config.audio_config.max_source_positions
@@ -122,14 +236,18 @@ def _audio_frames(family: str, config) -> int:
 
 
 def make_inputs(model, audios_per_prompt=(1,), padding_side: str = "left", text_len: tuple[int, int] = (3, 9),
-                answer_len: int = 0, seed: int = 0, family: str | None = None) -> dict:
+                answer_len: int = 0, seed: int = 0, family: str | None = None,
+                audio_seconds: float | None = None) -> dict:
     """Processor-format inputs for ``model``: several prompts, each with ``audios_per_prompt[i]`` audios of
-    random length and random text around them, padded on ``padding_side``.
+    random length (``audio_seconds``: all that long, at most the audio window) and random text around them, padded on
+    ``padding_side``, written with the model's special ids (:func:`special_ids`) and mel-bin count.
 
     With ``answer_len > 0`` the prompts end in an answer and ``labels`` (prompt masked with -100) are added.
     """
     family = family or _family_of(model)
     config = model.config
+    ids_ = special_ids(model, family)
+    mels = config.audio_config.num_mel_bins
     g = torch.Generator().manual_seed(seed)
     frames = _audio_frames(family, config)
 
@@ -138,23 +256,28 @@ def make_inputs(model, audios_per_prompt=(1,), padding_side: str = "left", text_
 
     rows, label_rows, features, feat_masks = [], [], [], []
     for n_audio in audios_per_prompt:
-        ids = [BOS] + text(int(torch.randint(*text_len, (1,), generator=g)))
+        ids = [ids_["bos"]] + text(int(torch.randint(*text_len, (1,), generator=g)))
         for _ in range(n_audio):
-            length = frames if family == "voxtral" else int(torch.randint(frames // 2, frames + 1, (1,), generator=g))
-            features.append(torch.randn(80, frames, generator=g) * torch.arange(frames).lt(length))
+            if audio_seconds is not None:
+                length = min(frames, int(round(audio_seconds * MEL_FRAMES_PER_SECOND)))
+            elif family == "voxtral":
+                length = frames
+            else:
+                length = int(torch.randint(frames // 2, frames + 1, (1,), generator=g))
+            features.append(torch.randn(mels, frames, generator=g) * torch.arange(frames).lt(length))
             feat_masks.append(torch.arange(frames).lt(length).long())
             n_tok = _audio_tokens(family, config, length)
             if family in ("qwen2_audio", "qwen2_5_omni_thinker", "musicflamingo"):
-                ids += [AUDIO_BOS] + [AUDIO] * n_tok + [AUDIO_EOS]
+                ids += [ids_["audio_bos"]] + [ids_["audio"]] * n_tok + [ids_["audio_eos"]]
             else:
-                ids += [AUDIO] * n_tok
+                ids += [ids_["audio"]] * n_tok
             ids += text(int(torch.randint(*text_len, (1,), generator=g)))
         answer = text(answer_len)
         label_rows.append([-100] * len(ids) + answer)
         rows.append(ids + answer)
 
     width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), PAD)
+    input_ids = torch.full((len(rows), width), ids_["pad"])
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), -100)
     for i, (ids, lab) in enumerate(zip(rows, label_rows)):
@@ -181,11 +304,27 @@ def _family_of(model) -> str:
     return model_type
 
 
-def build_full_omni(seed: int = 0):
-    """A tiny ``Qwen2_5OmniForConditionalGeneration`` (Thinker only, no talker): text output."""
+def build_full_omni(seed: int = 0, talker: bool = False):
+    """A tiny ``Qwen2_5OmniForConditionalGeneration``: the Thinker only (text output), or with ``talker`` also a tiny
+    talker and token2wav, as the released checkpoint has them."""
     torch.manual_seed(seed)
     thinker = tiny_config("qwen2_5_omni_thinker").to_dict()
-    config = tf.Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False)
+    if talker:
+        config = tf.Qwen2_5OmniConfig(
+            thinker_config=thinker,
+            talker_config=dict(hidden_size=32, num_hidden_layers=1, intermediate_size=64, num_attention_heads=4,
+                               num_key_value_heads=2, head_dim=8, vocab_size=64, embedding_size=32,
+                               rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                "mrope_section": [1, 1, 2]}),
+            token2wav_config=dict(
+                dit_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, head_dim=16, ff_mult=1,
+                                emb_dim=16, enc_emb_dim=16, enc_dim=16, enc_attention_channels=8, enc_se_channels=8,
+                                num_embeds=64, enc_channels=[16, 16, 16, 16, 48], enc_kernel_sizes=[5, 3, 3, 3, 1],
+                                enc_dilations=[1, 2, 3, 4, 1]),
+                bigvgan_config=dict(upsample_initial_channel=16, resblock_kernel_sizes=[3], upsample_rates=[2],
+                                    resblock_dilation_sizes=[[1, 3, 5]], upsample_kernel_sizes=[4])))
+    else:
+        config = tf.Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False)
     model = tf.Qwen2_5OmniForConditionalGeneration(config).eval()
     model.thinker.generation_config.pad_token_id = PAD
     model.thinker.generation_config.eos_token_id = None

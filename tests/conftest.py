@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny models of every supported family, saved once and loaded through from_pretrained."""
+"""Shared fixtures: tiny models of every supported family, saved once and loaded through from_pretrained; the
+``accelerate launch`` command of the multi-process tests."""
+
+import sys
 
 import pytest
 import torch
@@ -33,3 +36,19 @@ def load_tiny(saved_tiny):
         return model
 
     return load
+
+
+@pytest.fixture(scope="session")
+def accelerate_launch():
+    """accelerate_launch(processes, *options) -> the ``accelerate launch`` command line, up to the script.
+
+    Every launch gets its own port: ``--main_process_port 0`` lets the launcher take a free one and bind it at
+    once. Without it every launch on the machine shares accelerate's default 29500 and the test suites running side
+    by side (one per worktree here, the CI's jobs on one runner) race between accelerate's "is 29500 in use?" check
+    and the bind: the later launch fails with "address already in use"."""
+
+    def command(processes: int, *options: str) -> list[str]:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", "0", "--num_processes",
+                str(processes), *options]
+
+    return command

@@ -1,6 +1,7 @@
 """``coat analyze``: the real CLI on a tiny Qwen2-Audio and synthetic audio, attention shares recomputed by hand,
 probes on features whose labels are (or are not) linearly decodable, and config errors that name the problem."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -205,8 +206,11 @@ def test_speech_probes_run_on_the_right_labels_and_shuffled_labels_are_at_chance
     # the category is in the base model's last audio state (a one-word clip is short); shuffled, it is at chance
     real, shuffled = probes["category"], probes["category_shuffled"]
     assert real["base"]["1"] > real["chance"] + 0.2
-    assert abs(shuffled["base"]["1"] - shuffled["chance"]) < 0.2
-    assert abs(shuffled["thinking"]["coat_k4"]["accuracy"] - shuffled["chance"]) < 0.2
+    # a probe of random labels scores chance up to sampling noise on the small test split: within three binomial
+    # standard deviations (about 0.33 at 18 test examples), and clearly below the real labels
+    noise = 3 * math.sqrt(shuffled["chance"] * (1 - shuffled["chance"]) / shuffled["n_test"])
+    for accuracy in (shuffled["base"]["1"], shuffled["thinking"]["coat_k4"]["accuracy"]):
+        assert abs(accuracy - shuffled["chance"]) <= noise and accuracy < real["base"]["1"]
     table = (tmp_path / "out" / "analysis.md").read_text()
     assert "| speaker_pitch | 20 (14 / 6) | 2 |" in table and "coat_k4 thinking" in table
 

@@ -53,6 +53,7 @@ def test_help_shows_dotted_keys_with_type_default_and_help(capsys):
 def _command_configs():
     sys.path.insert(0, str(ROOT))
     from benchmarks.targets import BenchTargetsConfig
+    from benchmarks.widths import WidthsBenchConfig
     from coat.ablation import AblationConfig
     from coat.analysis import AnalyzeConfig
     from coat.demo import DemoConfig
@@ -60,7 +61,8 @@ def _command_configs():
     from coat.extraction import ExtractConfig
     from coat.training import TrainConfig
 
-    return [TrainConfig, EvalConfig, AblationConfig, AnalyzeConfig, ExtractConfig, DemoConfig, BenchTargetsConfig]
+    return [TrainConfig, EvalConfig, AblationConfig, AnalyzeConfig, ExtractConfig, DemoConfig, BenchTargetsConfig,
+            WidthsBenchConfig]
 
 
 def test_every_config_key_of_every_command_has_help():

@@ -16,7 +16,8 @@ PACKAGE = ROOT / "coat"
 # Bottom to top. A module is in the first layer with a prefix it matches (``coat.data`` covers coat.data.*).
 LAYERS = [
     ("foundation", ["coat", "coat.environment", "coat.errors", "coat.files", "coat.config_io", "coat.config_help",
-                    "coat.hub", "coat.progress", "coat.smoke", "coat.reports", "coat.extras"]),
+                    "coat.hub", "coat.progress", "coat.smoke", "coat.reports", "coat.extras",
+                    "coat.distributed"]),
     ("method", ["coat.config", "coat.targets", "coat.thinking", "coat.adapters"]),
     ("heads", ["coat.heads", "coat.losses"]),
     ("model files", ["coat.model_io"]),

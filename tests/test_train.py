@@ -309,7 +309,7 @@ def test_a_stage_name_cannot_leave_the_output_folder(tmp_path):
             _config(tmp_path, f"stages=[{{name: '{name}', train: [thinking]}}]")
 
 
-def test_two_processes_train_with_the_same_loss_curve_shape(tmp_path):
+def test_two_processes_train_with_the_same_loss_curve_shape(tmp_path, accelerate_launch):
     """accelerate launch on 2 CPU processes (gloo): same stages, falling losses, like one process."""
     import os
     import subprocess
@@ -320,8 +320,8 @@ def test_two_processes_train_with_the_same_loss_curve_shape(tmp_path):
             f"targets.cache_dir={tmp_path}/targets", "experts=[{name: reconstruction, weight: 0.1}]", stages,
             "training.logging_steps=2", "training.save_steps=100"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch = accelerate_launch(2, "--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
+                               "no")
     two = subprocess.run([*launch, *args, f"training.output_dir={tmp_path}/two"], env=env, capture_output=True,
                          text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]

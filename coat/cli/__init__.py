@@ -57,6 +57,8 @@ BENCHMARKS: dict[str, Command] = {
                         "step time and peak memory: CoAT training step vs the same LoRA step"),
     "targets": Command("benchmarks.targets:BenchTargetsConfig", "benchmarks.targets:bench",
                        "expert target extraction: audio seconds per second, batched vs one clip at a time"),
+    "widths": Command("benchmarks.widths:WidthsBenchConfig", "benchmarks.widths:bench",
+                      "the released models at full depth: what CoAT adds, one training step's memory (estimate)"),
 }
 
 COMMANDS: dict[str, Command | Group] = {
