@@ -482,8 +482,11 @@ def _pool(workers: int):
     if workers == 1:
         yield _HerePool()
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
         yield pool
+    finally:  # after a job's error, the queued jobs are dropped (the running ones finish), not run for minutes
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _train_and_evaluate(config: DemoConfig, model_dir: Path, out: Path, pool, log) -> list[dict]:
