@@ -14,7 +14,7 @@ _NOTES = {
     "coat analyze": ("its attention shares and probe accuracies mean nothing",
                      "it checks the attention-share and probe plumbing"),
 }
-_REAL = "coat demo (about 8 minutes on 2 CPU cores) gives numbers that mean something; so does a real model"
+_REAL = "coat demo (about 7 minutes on 2 CPU cores) gives numbers that mean something; so does a real model"
 
 
 def tiny_model_note(command: str) -> str:
@@ -26,4 +26,4 @@ def tiny_model_note(command: str) -> str:
 def quick_demo_note() -> str:
     return ("note: --quick is a smoke run (a few dozen clips, a few dozen pre-training steps, a few training steps): "
             "accuracies near zero or chance are expected, and the variants' order means nothing; it checks that "
-            "the whole recipe runs. coat demo without --quick gives the result (about 8 minutes on 2 CPU cores).")
+            "the whole recipe runs. coat demo without --quick gives the result (about 7 minutes on 2 CPU cores).")

@@ -26,7 +26,7 @@ LAYERS = [
     ("experts", ["coat.experts"]),
     ("models to load", ["coat.zoo", "coat.loading"]),
     ("recipes", ["coat.training", "coat.evaluation", "coat.extraction", "coat.ablation", "coat.analysis",
-                 "coat.demo", "coat.lmms_eval_model"]),
+                 "coat.demo", "coat.demo_report", "coat.lmms_eval_model"]),
     ("cli", ["coat.cli", "coat.__main__"]),
 ]
 MAX_MODULE_LINES = 600

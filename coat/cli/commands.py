@@ -128,14 +128,15 @@ def analyze(config) -> int:
 
 def demo(config) -> int:
     """The whole idea end to end, offline on a CPU: pre-trains (once, cached in cache_dir) a small Qwen2-Audio on
-    the synthetic benchmark's captions, then trains and evaluates no thinking (LoRA only), a thinking block
-    without experts, and CoAT with the same seed and budget. Writes demo.md, demo.png, demo.json and the CoAT
-    adapter/ to output_dir. About 8 minutes per seed on 2 CPU cores from an empty cache.
+    the synthetic benchmark's captions (tones and speech), then trains and evaluates no thinking (LoRA only), a
+    thinking block without experts, and CoAT with the same seed and budget, for 3 seeds, in two worker processes.
+    Writes demo.md, demo.png, demo.json and the CoAT adapter/ to output_dir. About 7 minutes on 2 idle CPU cores
+    from an empty cache.
 
     Examples:
-        coat demo                                  # one seed, about 8 minutes on 2 CPU cores
-        coat demo --quick                          # smoke run, about 20 s (quick=true)
-        coat demo configs/demo.yaml --seeds 3      # the README's table (seeds=3)
+        coat demo                                  # 3 seeds: the README's table, about 7 minutes on 2 CPU cores
+        coat demo --quick                          # smoke run, one seed, about 30 s (quick=true)
+        coat demo configs/demo.yaml --seeds 1      # one seed
         coat demo --quick training.steps=4 --output runs/demo_try
     """
     from coat.demo import run_demo
