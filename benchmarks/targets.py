@@ -49,6 +49,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.common import main_of  # noqa: E402
 from coat.files import write_atomic  # noqa: E402
+from coat.progress import quiet_hub_bars  # noqa: E402
 from coat.reports import markdown_table  # noqa: E402
 
 BUILTIN = ["pitch", "emotion", "sound_event", "phonetic", "reconstruction", "speech_activity", "speaker", "egemaps",
@@ -474,7 +475,8 @@ def run(config: BenchTargetsConfig) -> dict[str, Any]:
     rows, skipped = [], {}
     work = Path(tempfile.mkdtemp(prefix="coat-bench-targets-"))
     try:
-        standins = standin_checkpoints(work / "checkpoints")  # built afresh each run (tiny: under a second)
+        with quiet_hub_bars():  # no "Writing model shards" bars for checkpoints of a few kB
+            standins = standin_checkpoints(work / "checkpoints")  # built afresh each run (tiny: under a second)
         for name in config.experts:
             params = config.expert_params.get(name, standins.get(name, {}))
             try:
