@@ -1,5 +1,6 @@
-"""Shared fixtures: tiny models of every supported family, saved once and loaded through from_pretrained; the
-``accelerate launch`` command of the multi-process tests."""
+"""Shared fixtures: tiny models of every supported family, saved once and loaded through from_pretrained; a tiny
+Qwen2-Audio with its real processor and a CoAT adapter, saved; the ``accelerate launch`` command of the
+multi-process tests."""
 
 import sys
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 import transformers as tf
 
+import coat
 from coat import zoo
 
 torch.set_num_threads(2)
@@ -36,6 +38,23 @@ def load_tiny(saved_tiny):
         return model
 
     return load
+
+
+@pytest.fixture(scope="session")
+def save_tiny_with_adapter(tmp_path_factory):
+    """save(name, words) -> a new folder holding ``model/`` (a tiny random Qwen2-Audio and its real processor, whose
+    tokenizer knows ``words``) and ``adapter/`` (a CoAT adapter of it, K = 4), both loadable with from_pretrained."""
+
+    def save(name: str, words: list[str]):
+        root = tmp_path_factory.mktemp(name)
+        processor = zoo.build_qwen2_audio_processor(words, chunk_seconds=2)
+        processor.save_pretrained(root / "model")
+        zoo.model_for_processor(processor, seed=0).save_pretrained(root / "model")
+        base = tf.Qwen2AudioForConditionalGeneration.from_pretrained(root / "model")
+        coat.wrap(base, num_thinking=4).save_pretrained(root / "adapter")
+        return root
+
+    return save
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import transformers as tf
 
-import coat
-from coat import zoo
 from coat.cli import main as coat_main
 from coat.evaluation import mmau_match, read_items
 
@@ -75,15 +72,9 @@ def _words() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(save_tiny_with_adapter):
     """A tiny random Qwen2-Audio with a real processor, and a CoAT adapter of it, saved to disk."""
-    root = tmp_path_factory.mktemp("bench_tiny")
-    processor = zoo.build_qwen2_audio_processor(_words(), chunk_seconds=2)
-    processor.save_pretrained(root / "model")
-    zoo.model_for_processor(processor, seed=0).save_pretrained(root / "model")
-    base = tf.Qwen2AudioForConditionalGeneration.from_pretrained(root / "model")
-    coat.wrap(base, num_thinking=4).save_pretrained(root / "adapter")
-    return root
+    return save_tiny_with_adapter("bench_tiny", _words())
 
 
 def published(tmp_path: Path, file: Path, audio_field: str) -> Path:

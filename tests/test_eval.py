@@ -4,10 +4,7 @@ import json
 
 import jiwer
 import pytest
-import transformers as tf
 
-import coat
-from coat import zoo
 from coat.cli import main as coat_main
 from coat.config_io import load_config
 from coat.data.synth import SynthConfig, generate_split, write_manifest
@@ -69,15 +66,9 @@ def test_wer_matches_jiwer_on_normalised_strings():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(save_tiny_with_adapter):
     """A tiny random Qwen2-Audio + real processor, and a CoAT adapter of it, saved to disk."""
-    root = tmp_path_factory.mktemp("eval_tiny")
-    processor = zoo.build_qwen2_audio_processor(WORDS, chunk_seconds=2)
-    processor.save_pretrained(root / "model")
-    zoo.model_for_processor(processor, seed=0).save_pretrained(root / "model")
-    base = tf.Qwen2AudioForConditionalGeneration.from_pretrained(root / "model")
-    coat.wrap(base, num_thinking=4).save_pretrained(root / "adapter")
-    return root
+    return save_tiny_with_adapter("eval_tiny", WORDS)
 
 
 def write_synth(folder, size=12, categories=None, seed=0):

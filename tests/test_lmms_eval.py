@@ -12,10 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-import transformers as tf
 
-import coat
-from coat import zoo
 from coat.cli import main as coat_main
 from coat.data.synth import SynthConfig, generate_split, synth_words, write_manifest
 
@@ -45,15 +42,10 @@ def _entry_point_env(tmp_path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(save_tiny_with_adapter):
     """The tiny model and adapter, the local task folder with its data (12 synthetic clips in coat's manifest
     layout), and the lmms-eval run over both tasks."""
-    tmp = tmp_path_factory.mktemp("lmms")
-    processor = zoo.build_qwen2_audio_processor(synth_words(), chunk_seconds=2)
-    processor.save_pretrained(tmp / "model")
-    zoo.model_for_processor(processor, seed=0).save_pretrained(tmp / "model")
-    base = tf.Qwen2AudioForConditionalGeneration.from_pretrained(tmp / "model")
-    coat.wrap(base, num_thinking=4).save_pretrained(tmp / "adapter")
+    tmp = save_tiny_with_adapter("lmms", synth_words())
     tasks = tmp / "tasks"
     shutil.copytree(TASKS, tasks)
     manifest = write_manifest(generate_split(SynthConfig(test_size=12, seed=3), "test"), tasks / "data")
