@@ -24,7 +24,8 @@ class ConfigError(CoatError, ValueError):
     """A config file or override that does not match its dataclass."""
 
 
-def _field_types(cls) -> dict[str, Any]:
+def field_types(cls) -> dict[str, Any]:
+    """A dataclass's init fields -> their resolved types."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
@@ -209,7 +210,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "", defaul
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{where.rstrip('.') or 'config'}: expected {_describe(cls)}, got {data!r} ({_kind(data)})")
     data = dict(data or {})
-    types_ = _field_types(cls)
+    types_ = field_types(cls)
     unknown = sorted(set(data) - set(types_))
     if unknown:
         path = ", ".join(f"{where}{k}" for k in unknown)

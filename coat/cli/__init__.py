@@ -14,7 +14,6 @@ a config key, a missing path, an unreachable hub) print as one line and exit wit
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 import sys
@@ -115,11 +114,6 @@ def help_text(prog: str, command: Command) -> str:
                         options=options, examples=[line.strip() for line in examples], notes=notes)
 
 
-def _top_level_types(cls) -> dict[str, typing.Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
 def _flag_override(flag: str, value: str | None, types: dict, aliases: dict[str, str], prog: str):
     """``--name[=value]`` as ``key=value``; returns (override, whether it took the next argument as its value)."""
     name = flag.split("=", 1)[0]
@@ -143,10 +137,12 @@ def _flag_override(flag: str, value: str | None, types: dict, aliases: dict[str,
 
 def split_arguments(argv: list[str], cls, aliases: dict[str, str], prog: str) -> tuple[str | None, list[str]]:
     """``[config.yaml] [key=value | --key value ...]`` -> (the YAML path or None, the ``key=value`` overrides)."""
+    from coat.config_io import field_types
+
     path = None
     if argv and not argv[0].startswith("-") and "=" not in argv[0]:
         path, argv = argv[0], argv[1:]
-    types, overrides, i = _top_level_types(cls), [], 0
+    types, overrides, i = field_types(cls), [], 0
     while i < len(argv):
         arg = argv[i]
         if arg.startswith("--"):

@@ -140,9 +140,9 @@ def demo(config) -> int:
         coat demo --quick training.steps=4 --output runs/demo_try
     """
     from coat.demo import run_demo
+    from coat.demo_report import demo_markdown
 
     report = run_demo(config)
-    with open(f"{config.output_dir}/demo.md") as f:
-        print(f.read(), end="")
+    print(demo_markdown(report), end="")  # what run_demo wrote to demo.md
     print(f"wrote {config.output_dir}/demo.md, demo.png, demo.json and adapter/ ({report['timings']['total']:.0f} s)")
     return 0
