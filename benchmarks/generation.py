@@ -52,14 +52,6 @@ from coat.thinking import audio_span_ends, insert_thinking  # noqa: E402
 SUBJECT = "generation"
 
 
-# ---------------------------------------------------------------------------------------------- 7B shapes
-def seven_b_config(family: str):
-    """The released configuration of ``family`` (``coat.zoo.released_config``: every width, vocabulary size,
-    mel-bin count, audio window and special id of Qwen2-Audio-7B, the Qwen2.5-Omni-7B Thinker and Audio Flamingo 3,
-    with the sources they were read from); random weights are built from it."""
-    return zoo.released_config(family)
-
-
 def build(family: str, size: str, device: str, dtype: torch.dtype, seed: int = 0):
     """A random-weight model in eval mode on ``device``; ``7b`` is the released configuration, initialised directly
     on the device."""

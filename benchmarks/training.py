@@ -54,7 +54,6 @@ from coat.targets import TargetSpec  # noqa: E402
 SUBJECT = "training"
 _MEMORY_CHILD = "--memory-child"  # how _memory_subprocess starts this file: one variant's peak memory, as JSON
 VARIANTS = ("lora", "coat text", "coat")
-MEL_RATE = 100.0  # mel frames per second of every supported processor (hop 160 at 16 kHz)
 
 TARGET_SPECS = (
     TargetSpec("pitch", 16000, 100.0, 360, "distribution", weight_by="voicing"),
@@ -119,7 +118,8 @@ class Setup:
                 self.model.add_heads(list(TARGET_SPECS), head_config or HeadConfig())
                 # cached targets arrive resampled from the data loader (CoATCollator), as in `coat train`
                 heads = self.model.heads
-                self.expert_targets = prepare_active_targets(random_targets([f / MEL_RATE for f in frames], seed),
+                seconds = [f / zoo.MEL_FRAMES_PER_SECOND for f in frames]
+                self.expert_targets = prepare_active_targets(random_targets(seconds, seed),
                                                              heads.specs, heads.config, self.model.expert_weights)
         for p in base.parameters():
             p.requires_grad_(False)

@@ -20,6 +20,7 @@ adapter, for ``coat.CoATModel.from_pretrained``), ``<output_dir>/log_history.jso
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -374,14 +375,15 @@ class CoATTrainer(AdapterCheckpoints, Trainer):
         if model.training:
             named = {"text_loss": outputs.get("text_loss", loss)}
             named.update({f"loss_{k}": v for k, v in (outputs.get("expert_losses") or {}).items()})
-            if not bool(torch.isfinite(loss.detach()).all()):
+            loss_value = float(loss.detach().mean())  # one host sync for the finiteness check and the loss curve
+            if not math.isfinite(loss_value):
                 raise NonFiniteLossError(self._non_finite_message(loss, named, ids))
             for key, value in named.items():
                 if value is not None:
                     total = self._sums.setdefault(key, [0.0, 0])
                     total[0] += float(value.detach())
                     total[1] += 1
-            self.losses.append(float(loss.detach()))
+            self.losses.append(loss_value)
         return (loss, outputs) if return_outputs else loss
 
     def _non_finite_message(self, loss, parts, ids) -> str:

@@ -66,7 +66,7 @@ def test_coconut_without_latent_steps_is_greedy_decoding(family):
 @pytest.mark.parametrize("family, hidden, layers", [("qwen2_audio", 4096, 32), ("qwen2_5_omni_thinker", 3584, 28),
                                                     ("audioflamingo3", 3584, 28)])
 def test_seven_b_shapes(family, hidden, layers):
-    config = generation.seven_b_config(family)
+    config = zoo.released_config(family)
     text = config.text_config
     assert (text.hidden_size, text.num_hidden_layers) == (hidden, layers)
     assert config.audio_config.d_model == 1280 and config.audio_config.encoder_layers == 32

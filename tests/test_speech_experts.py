@@ -32,6 +32,7 @@ from coat.experts import (  # noqa: E402
     build_expert,
     compute_targets,
 )
+from coat.experts.compute import pad_batch  # noqa: E402
 from coat.experts.egemaps import FRAME_LLDS, VOICED_LLDS, denormalise  # noqa: E402
 from coat.experts.formants import bark_to_hz, hz_to_bark  # noqa: E402
 
@@ -39,16 +40,9 @@ SR = 16000
 SENTENCE = "My sister opened the garden gate again."
 
 
-def batch(clips):
-    lengths = torch.tensor([len(c) for c in clips])
-    waveforms = torch.zeros(len(clips), int(lengths.max()))
-    for i, c in enumerate(clips):
-        waveforms[i, : len(c)] = torch.as_tensor(c)
-    return waveforms, lengths
-
 
 def one(expert, audio):
-    return expert(*batch([audio]))[0]
+    return expert(*pad_batch([audio]))[0]
 
 
 def padded(audio, seconds=0.5):
@@ -59,7 +53,7 @@ def padded(audio, seconds=0.5):
 def check_interface(expert, clips, atol=1e-4):
     """Every target: float32, (spec.num_frames(length), dim), finite, valid for its kind; batched = one at a time;
     the fingerprint is JSON."""
-    out = expert(*batch(clips))
+    out = expert(*pad_batch(clips))
     for clip, targets in zip(clips, out):
         assert set(targets) == {s.name for s in expert.specs()}
         for spec in expert.specs():
@@ -148,7 +142,7 @@ def test_two_voices_are_farther_apart_than_two_sentences_of_one_voice():
     sentences = ("The weather is lovely today.", "Please bring me a glass of water.")
     for a, b in (("m1", "f1"), ("edward", "steph")):
         clips = [synthesize(s, variant=v).audio for v in (a, b) for s in sentences]
-        e = np.stack([t["speaker"][0] for t in expert(*batch(clips))])
+        e = np.stack([t["speaker"][0] for t in expert(*pad_batch(clips))])
         same = min(e[0] @ e[1], e[2] @ e[3])
         different = max(e[i] @ e[j] for i in (0, 1) for j in (2, 3))
         assert same > different + 0.1, (a, b, same, different)
@@ -319,7 +313,7 @@ def test_a_missing_speech_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "silero_vad", None)
     for name in ("speaker", "speech_activity"):
         with pytest.raises(extras.MissingExtraError, match=r"'speech' extra.*pip install 'coat-lalm\[speech\]'"):
-            build_expert(name)(*batch([np.zeros(SR, np.float32)]))
+            build_expert(name)(*pad_batch([np.zeros(SR, np.float32)]))
     with pytest.raises(extras.MissingExtraError, match="no-such-package"):
         extras.version("no-such-package", "speech", "a test")
     from coat.data.synth import SynthConfig

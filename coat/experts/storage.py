@@ -193,7 +193,4 @@ def from_stored_frames(array: np.ndarray, spec: TargetSpec, storage: StorageConf
     as they are."""
     if storage.frame_rate is None or spec.clip_level:
         return array
-    own = spec.num_frames(num_samples)
-    if len(array) == own:
-        return array
-    return interpolate_frames(array, frame_positions(len(array), own)).astype(np.float32)
+    return to_stored_frames(array, spec.num_frames(num_samples))
